@@ -1,0 +1,269 @@
+//! Auth callbacks: the merchant's configuration and how its answer is judged (DESIGN §5).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The default time the whole decision may take, in milliseconds.
+pub const DEFAULT_AUTH_CALLBACK_TIMEOUT_MS: u64 = 3_000;
+/// How deep `{"data":{"result":{"allowed":true}}}`-style nesting is followed.
+const MAX_ANSWER_DEPTH: usize = 4;
+/// Object fields whose value decides, in the order they are looked at.
+const DECIDING_FIELDS: [&str; 7] = ["allowed", "valid", "authorized", "ok", "success", "data", "result"];
+/// Strings that count as yes (compared trimmed and case-insensitively).
+const POSITIVE_WORDS: [&str; 5] = ["true", "1", "yes", "ok", "allowed"];
+
+/// A merchant's auth-callback configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthCallbackConfig {
+    /// Where we POST `{"email","action"}`.
+    pub url: String,
+    /// How we authenticate to the merchant.
+    pub auth: AuthMethod,
+    /// The merchant's own budget for a decision, in milliseconds (default: the operator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// How long a positive decision is reused, in seconds (default 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// The six ways we authenticate to a merchant's callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum AuthMethod {
+    /// No credentials.
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+    },
+    /// A named header carrying a key.
+    ApiKey {
+        /// The header's name, e.g. `x-api-key`.
+        header: String,
+        /// The key.
+        value: String,
+    },
+    /// An OAuth 2 client-credentials token, fetched from `token_url` and cached.
+    Oauth2ClientCredentials {
+        /// The merchant's token endpoint.
+        token_url: String,
+        /// Our client id.
+        client_id: String,
+        /// Our client secret.
+        client_secret: String,
+        /// The scope to ask for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
+    /// Standard Webhooks headers signed with this secret.
+    Hmac {
+        /// The signing secret.
+        secret: String,
+    },
+}
+
+impl AuthMethod {
+    /// The `type` name, e.g. `oauth2_client_credentials`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Bearer { .. } => "bearer",
+            AuthMethod::Basic { .. } => "basic",
+            AuthMethod::ApiKey { .. } => "api_key",
+            AuthMethod::Oauth2ClientCredentials { .. } => "oauth2_client_credentials",
+            AuthMethod::Hmac { .. } => "hmac",
+        }
+    }
+}
+
+/// A yes or no, with the reason in a machine-readable word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the user may act.
+    pub allowed: bool,
+    /// `allowed`, or why not: `http_status_<n>`, `not_truthy`, ...
+    pub reason: String,
+}
+
+impl Verdict {
+    /// A denial with `reason`.
+    pub fn deny(reason: impl Into<String>) -> Self {
+        Self {
+            allowed: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// An approval.
+    pub fn allow() -> Self {
+        Self {
+            allowed: true,
+            reason: "allowed".into(),
+        }
+    }
+}
+
+/// Judges a merchant's answer: allowed only on a 2xx whose body resembles a positive
+/// boolean: `true`, `1`, `"true"`, `"1"`, `"yes"`, `"ok"`, `"allowed"` (any case, trimmed),
+/// or an object whose `allowed`, `valid`, `authorized`, `ok`, `success`, `data` or `result`
+/// field is itself such a value. A body that is not JSON is read as a bare string.
+pub fn judge_auth_answer(status: u16, body: &[u8]) -> Verdict {
+    if !(200..300).contains(&status) {
+        return Verdict::deny(format!("http_status_{status}"));
+    }
+    let positive = match serde_json::from_slice::<Value>(body) {
+        Ok(value) => is_positive(&value, MAX_ANSWER_DEPTH),
+        Err(_) => std::str::from_utf8(body).is_ok_and(is_positive_word),
+    };
+    if positive {
+        Verdict::allow()
+    } else {
+        Verdict::deny("not_truthy")
+    }
+}
+
+fn is_positive(value: &Value, depth_left: usize) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() == Some(1.0),
+        Value::String(s) => is_positive_word(s),
+        Value::Object(fields) if depth_left > 0 => DECIDING_FIELDS
+            .iter()
+            .find_map(|name| fields.get(*name))
+            .is_some_and(|field| is_positive(field, depth_left - 1)),
+        _ => false,
+    }
+}
+
+fn is_positive_word(text: &str) -> bool {
+    let text = text.trim();
+    POSITIVE_WORDS.iter().any(|word| text.eq_ignore_ascii_case(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_positive_form_is_allowed() {
+        let allowed: &[&str] = &[
+            "true",
+            "1",
+            "1.0",
+            r#""true""#,
+            r#""TRUE""#,
+            r#"" True ""#,
+            r#""1""#,
+            r#""yes""#,
+            r#""Yes""#,
+            r#""ok""#,
+            r#""OK""#,
+            r#""allowed""#,
+            r#""ALLOWED""#,
+            "yes",
+            " ok\n",
+            "Allowed",
+            r#"{"allowed":true}"#,
+            r#"{"valid":"yes"}"#,
+            r#"{"authorized":1}"#,
+            r#"{"ok":"OK"}"#,
+            r#"{"success":true,"message":"fine"}"#,
+            r#"{"data":true}"#,
+            r#"{"result":"allowed"}"#,
+            r#"{"data":{"allowed":true}}"#,
+            r#"{"result":{"data":{"ok":"true"}}}"#,
+        ];
+        for body in allowed {
+            for status in [200, 201, 204, 299] {
+                assert_eq!(
+                    judge_auth_answer(status, body.as_bytes()),
+                    Verdict::allow(),
+                    "{status} {body}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn everything_else_is_denied_as_not_truthy() {
+        let denied: &[&str] = &[
+            "false",
+            "0",
+            "2",
+            "-1",
+            r#""no""#,
+            r#""""#,
+            "",
+            "null",
+            r#""maybe""#,
+            r#"{"allowed":false}"#,
+            r#"{"allowed":"no"}"#,
+            r#"{"allowed":null}"#,
+            r#"{}"#,
+            r#"{"status":"ok"}"#,
+            r#"{"Allowed":true}"#,
+            "[true]",
+            r#"["yes"]"#,
+            "<html><body>OK page</body></html>",
+            r#""truee""#,
+            r#""yes please""#,
+            "tru",
+            r#"{"data":{"data":{"data":{"data":{"allowed":true}}}}}"#,
+            "\u{0}true",
+            r#"{"allowed":false,"ok":true}"#,
+        ];
+        for body in denied {
+            assert_eq!(
+                judge_auth_answer(200, body.as_bytes()),
+                Verdict::deny("not_truthy"),
+                "{body}"
+            );
+        }
+        let invalid_utf8 = [0xff, 0xfe, b't'];
+        assert_eq!(judge_auth_answer(200, &invalid_utf8), Verdict::deny("not_truthy"));
+    }
+
+    #[test]
+    fn non_2xx_is_denied_with_the_status() {
+        for status in [100, 199, 300, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503] {
+            assert_eq!(
+                judge_auth_answer(status, b"true"),
+                Verdict::deny(format!("http_status_{status}")),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_round_trips_with_every_auth_type() {
+        let configs = [
+            r#"{"url":"https://m.example/auth","auth":{"type":"none"}}"#,
+            r#"{"url":"https://m.example/auth","auth":{"type":"bearer","token":"t"},"timeoutMs":1500}"#,
+            r#"{"url":"https://m.example/auth","auth":{"type":"basic","username":"u","password":"p"}}"#,
+            r#"{"url":"https://m.example/auth","auth":{"type":"api_key","header":"x-api-key","value":"v"}}"#,
+            r#"{"url":"https://m.example/auth","auth":{"type":"oauth2_client_credentials","tokenUrl":"https://m.example/token","clientId":"c","clientSecret":"s","scope":"auth"},"cacheTtlSeconds":60}"#,
+            r#"{"url":"https://m.example/auth","auth":{"type":"hmac","secret":"0123456789abcdef"}}"#,
+        ];
+        for text in configs {
+            let config: AuthCallbackConfig = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(serde_json::to_string(&config).unwrap(), text);
+        }
+        let unknown_type = r#"{"url":"https://m.example","auth":{"type":"kerberos"}}"#;
+        assert!(serde_json::from_str::<AuthCallbackConfig>(unknown_type).is_err());
+    }
+}

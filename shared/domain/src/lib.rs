@@ -1,0 +1,18 @@
+//! The webhook platform's domain, free of AWS: what events, subscriptions, deliveries and
+//! auth-callback answers are, and the rules that judge them.
+
+pub mod auth;
+pub mod delivery;
+pub mod event;
+pub mod merchant;
+pub mod retry;
+pub mod subscription;
+pub mod url_policy;
+
+pub use auth::{AuthCallbackConfig, AuthMethod, Verdict, judge_auth_answer};
+pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, DeliveryTask};
+pub use event::{EventError, EventName, IsoTime, PlatformEvent};
+pub use merchant::{Merchant, NewApiKey, hash_api_key};
+pub use retry::{FailureKind, RetrySchedule};
+pub use subscription::{SigningSecrets, Subscription};
+pub use url_policy::{BlockedClass, GuardedResolver, UrlPolicy, UrlRefusal};
