@@ -1,4 +1,5 @@
 //! The harness the whole-system tests share: the merchants' own verifiers in other
-//! languages (Node.js and Python), driven as real processes.
+//! languages (Node.js and Python) and moto server, driven as real processes.
 
+pub mod moto;
 pub mod verifiers;

@@ -46,7 +46,7 @@ pub fn python(mode: &str, request: &Value) -> Value {
     assert!(
         python.exists(),
         "no Python with standardwebhooks at {}: run `python3 -m venv .venv && \
-         .venv/bin/pip install -r tests/verifiers/requirements.txt` (or set WEBHOOKS_TEST_PYTHON)",
+         .venv/bin/pip install -r tests/requirements.txt` (or set WEBHOOKS_TEST_PYTHON)",
         python.display()
     );
     run(

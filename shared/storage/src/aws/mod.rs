@@ -1,0 +1,112 @@
+//! The AWS adapters: one DynamoDB table ([`DynamoStore`], layout in `docs/data-model.md`)
+//! and SQS queues ([`SqsQueue`]).
+
+mod dynamo;
+mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use sqs::{SqsQueue, create_queue_with_dlq};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+use aws_smithy_http_client::{Builder as HttpClientBuilder, tls};
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+
+use crate::StoreError;
+
+/// The SDK configuration for the environment: credentials and region from the usual
+/// chain (Lambda sets them), one rustls (ring) HTTPS client shared by every AWS client.
+/// `AWS_ENDPOINT_URL` (moto, LocalStack) is honoured by the SDK itself.
+pub async fn sdk_config_from_env() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// An SDK configuration for a local endpoint such as moto server: region us-east-1 and
+/// static dummy credentials, so nothing is looked up on the network.
+pub fn sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(https_client())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "static",
+        )))
+        .build()
+}
+
+fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    HttpClientBuilder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// Names of the resources one deployment uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceNames {
+    /// The DynamoDB table.
+    pub table: String,
+    /// The events queue (platform services -> ingest).
+    pub events_queue: String,
+    /// The deliveries queue (ingest -> deliver, and retries).
+    pub deliveries_queue: String,
+}
+
+impl ResourceNames {
+    /// Names with a common prefix: `{prefix}-table`, `{prefix}-events`, `{prefix}-deliveries`;
+    /// each queue's DLQ is its name with `-dlq`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            table: format!("{prefix}-table"),
+            events_queue: format!("{prefix}-events"),
+            deliveries_queue: format!("{prefix}-deliveries"),
+        }
+    }
+}
+
+/// The queue URLs of a created or looked-up deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrls {
+    /// The events queue.
+    pub events: String,
+    /// Its DLQ.
+    pub events_dlq: String,
+    /// The deliveries queue.
+    pub deliveries: String,
+    /// Its DLQ.
+    pub deliveries_dlq: String,
+}
+
+/// Creates the table (on-demand, TTL on `expiresAt`) and both queues with their DLQs and
+/// redrive policies, as template.yaml does in a real deployment. Existing ones are reused.
+pub async fn create_resources(
+    config: &SdkConfig,
+    names: &ResourceNames,
+    max_receive_count: u32,
+) -> Result<QueueUrls, StoreError> {
+    dynamo::create_table(&aws_sdk_dynamodb::Client::new(config), &names.table).await?;
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let (events, events_dlq) = sqs::create_queue_with_dlq(&sqs, &names.events_queue, max_receive_count).await?;
+    let (deliveries, deliveries_dlq) =
+        sqs::create_queue_with_dlq(&sqs, &names.deliveries_queue, max_receive_count).await?;
+    Ok(QueueUrls {
+        events,
+        events_dlq,
+        deliveries,
+        deliveries_dlq,
+    })
+}
+
+/// A [`StoreError::Backend`] for an SDK error, with AWS's error code and message when it has them.
+pub(crate) fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, error: E) -> StoreError {
+    let message = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => format!("{error:?}"),
+    };
+    StoreError::backend(op, message)
+}

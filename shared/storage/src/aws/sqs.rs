@@ -1,0 +1,275 @@
+//! The SQS adapter of the [`Queue`] port.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::backend;
+use crate::StoreError;
+use crate::ports::{MAX_BATCH, OutgoingMessage, Queue, ReceivedMessage};
+
+/// The message attribute that carries why a message was moved to a DLQ.
+pub const FAILURE_REASON_ATTRIBUTE: &str = "failure_reason";
+/// How many times entries of a batch that failed on the server side are sent again.
+const BATCH_RESENDS: usize = 3;
+/// SQS's longest long poll.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// One SQS queue, and the DLQ its failures are moved to.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    dlq_url: Option<String>,
+}
+
+impl SqsQueue {
+    /// The queue at `url`; `dlq_url` receives what [`Queue::move_to_dlq`] moves.
+    pub fn new(client: Client, url: impl Into<String>, dlq_url: Option<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            dlq_url,
+        }
+    }
+
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The number of messages SQS reports as visible or in flight (approximate, as SQS says).
+    pub async fn approximate_len(&self) -> Result<usize, StoreError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
+        let attributes = output.attributes.unwrap_or_default();
+        Ok(attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+    }
+}
+
+fn seconds(duration: Duration) -> i32 {
+    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
+}
+
+impl Queue for SqsQueue {
+    async fn send(&self, message: OutgoingMessage) -> Result<(), StoreError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(message.body)
+            .delay_seconds(seconds(message.delay))
+            .send()
+            .await
+            .map_err(|e| backend("sqs.SendMessage", e))?;
+        Ok(())
+    }
+
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        if messages.len() > MAX_BATCH {
+            return Err(StoreError::backend(
+                "sqs.SendMessageBatch",
+                format!("{} entries, at most 10", messages.len()),
+            ));
+        }
+        let mut results: Vec<Option<Result<(), StoreError>>> = vec![None; messages.len()];
+        let mut pending: Vec<usize> = (0..messages.len()).collect();
+        for _ in 0..BATCH_RESENDS {
+            if pending.is_empty() {
+                break;
+            }
+            let entries = pending
+                .iter()
+                .map(|&i| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&messages[i].body)
+                        .delay_seconds(seconds(messages[i].delay))
+                        .build()
+                        .map_err(|e| StoreError::backend("sqs.SendMessageBatch", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| backend("sqs.SendMessageBatch", e))?;
+            for ok in output.successful() {
+                if let Ok(i) = ok.id().parse::<usize>() {
+                    results[i] = Some(Ok(()));
+                }
+            }
+            let mut retry = Vec::new();
+            for failed in output.failed() {
+                let Ok(i) = failed.id().parse::<usize>() else { continue };
+                let error = StoreError::backend(
+                    "sqs.SendMessageBatch",
+                    format!("{}: {}", failed.code(), failed.message().unwrap_or_default()),
+                );
+                results[i] = Some(Err(error));
+                // A sender fault will fail again as it is; a server-side failure may not.
+                if !failed.sender_fault() {
+                    retry.push(i);
+                }
+            }
+            pending = retry;
+        }
+        // An entry SQS neither accepted nor refused is reported as failed, never assumed sent.
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::backend("sqs.SendMessageBatch", "no result for entry"))))
+            .collect())
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, StoreError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+            .visibility_timeout(seconds(visibility))
+            .wait_time_seconds(seconds(wait.min(MAX_WAIT)))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.ReceiveMessage", e))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Some(ReceivedMessage {
+                    message_id: m.message_id?,
+                    receipt_handle: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+
+    async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds(visibility))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_bad_receipt(e.code()) => Err(StoreError::BadReceipt),
+            Err(e) => Err(backend("sqs.ChangeMessageVisibility", e)),
+        }
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_bad_receipt(e.code()) => Err(StoreError::BadReceipt),
+            Err(e) => Err(backend("sqs.DeleteMessage", e)),
+        }
+    }
+
+    async fn move_to_dlq(&self, message: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or_else(|| StoreError::backend("sqs.move_to_dlq", "queue has no DLQ"))?;
+        let reason_value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| StoreError::backend("sqs.move_to_dlq", e))?;
+        // Send first, then delete: a crash in between leaves a copy in both, never in neither.
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(&message.body)
+            .message_attributes(FAILURE_REASON_ATTRIBUTE, reason_value)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.SendMessage(dlq)", e))?;
+        self.delete(&message.receipt_handle).await
+    }
+}
+
+/// SQS's codes for an unknown, malformed or expired receipt handle.
+fn is_bad_receipt(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("ReceiptHandleIsInvalid" | "AWS.SimpleQueueService.ReceiptHandleIsInvalid" | "InvalidParameterValue")
+            | Some("MessageNotInflight" | "AWS.SimpleQueueService.MessageNotInflight")
+    )
+}
+
+/// Creates `{name}-dlq` and `name` with a redrive policy after `max_receive_count` receives;
+/// returns both URLs. Existing queues with the same attributes are reused.
+pub async fn create_queue_with_dlq(
+    client: &Client,
+    name: &str,
+    max_receive_count: u32,
+) -> Result<(String, String), StoreError> {
+    let op = "sqs.CreateQueue";
+    let dlq_name = format!("{name}-dlq");
+    let dlq = client
+        .create_queue()
+        .queue_name(&dlq_name)
+        .send()
+        .await
+        .map_err(|e| backend(op, e))?;
+    let dlq_url = dlq.queue_url.ok_or_else(|| StoreError::backend(op, "no DLQ URL"))?;
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| backend("sqs.GetQueueAttributes", e))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| StoreError::backend(op, "no DLQ ARN"))?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()});
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(|e| backend(op, e))?;
+    let url = queue.queue_url.ok_or_else(|| StoreError::backend(op, "no queue URL"))?;
+    Ok((url, dlq_url))
+}

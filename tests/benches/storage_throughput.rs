@@ -1,0 +1,121 @@
+//! Storage throughput, for the notes (not a test): the embedded queue's send + receive +
+//! delete cycle in batches of 10, and DynamoDB adapter operations against moto server.
+//!
+//! Run with `cargo bench -p webhooks-tests --bench storage_throughput`.
+
+use std::time::{Duration, Instant};
+
+use webhooks_domain::{EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription};
+use webhooks_storage::aws::{DynamoStore, ResourceNames, create_resources, sdk_config_for_endpoint};
+use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
+use webhooks_storage::{EventStore, OutgoingMessage, Queue, SubscriptionStore};
+use webhooks_tests::moto::MotoServer;
+
+const QUEUE_MESSAGES: usize = 20_000;
+const DYNAMO_OPERATIONS: usize = 500;
+
+#[tokio::main]
+async fn main() {
+    embedded_queue().await;
+    dynamo_on_moto().await;
+}
+
+async fn embedded_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("bench.sqlite3")).unwrap();
+    let queue = store.queue(
+        "bench",
+        QueueSettings {
+            dlq: None,
+            max_receive_count: 0,
+        },
+    );
+    let body = r#"{"event":{"eventId":"0b7c2a52-3f52-5d6b-9a4e-2f0e6c1d8a77","merchantId":"m_1","eventName":"crypto_delivered","orderId":"5a3288ea-0bd4-44d2-af11-aae1f88bbd61","timeStamp":"2022-10-26T22:36:41.658Z"},"subscriptionId":"sub_1","attempt":1}"#;
+    let started = Instant::now();
+    for _ in 0..QUEUE_MESSAGES / 10 {
+        let batch = (0..10)
+            .map(|_| OutgoingMessage {
+                body: body.into(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        queue.send_batch(batch).await.unwrap();
+    }
+    let sent = started.elapsed();
+    let mut done = 0;
+    while done < QUEUE_MESSAGES {
+        let received = queue
+            .receive(10, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap();
+        for message in &received {
+            queue.delete(&message.receipt_handle).await.unwrap();
+        }
+        done += received.len();
+    }
+    let total = started.elapsed();
+    println!(
+        "embedded queue: {QUEUE_MESSAGES} messages, send {:.0}/s, receive+delete {:.0}/s, full cycle {:.0} messages/s",
+        QUEUE_MESSAGES as f64 / sent.as_secs_f64(),
+        QUEUE_MESSAGES as f64 / (total - sent).as_secs_f64(),
+        QUEUE_MESSAGES as f64 / total.as_secs_f64()
+    );
+}
+
+async fn dynamo_on_moto() {
+    let moto = MotoServer::start();
+    let config = sdk_config_for_endpoint(moto.endpoint());
+    let names = ResourceNames::with_prefix("bench");
+    create_resources(&config, &names, 5).await.unwrap();
+    let store = DynamoStore::connect(
+        aws_sdk_dynamodb::Client::new(&config),
+        names.table,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
+    let report = |what: &str, elapsed: Duration| {
+        println!(
+            "dynamodb on moto: {what}: {:.0} ops/s",
+            DYNAMO_OPERATIONS as f64 / elapsed.as_secs_f64()
+        );
+    };
+    let started = Instant::now();
+    for i in 0..DYNAMO_OPERATIONS {
+        let subscription = Subscription {
+            id: format!("sub_{i:05}"),
+            merchant_id: "m_bench".into(),
+            url: "https://merchant.example/hooks".into(),
+            events: EventName::ALL.to_vec(),
+            description: String::new(),
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+            secrets: SigningSecrets::new(None),
+        };
+        store.create_subscription(&subscription).await.unwrap();
+    }
+    report("create_subscription (conditional PutItem)", started.elapsed());
+    let started = Instant::now();
+    for i in 0..DYNAMO_OPERATIONS {
+        store
+            .get_subscription("m_bench", &format!("sub_{i:05}"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    report("get_subscription (GetItem)", started.elapsed());
+    let started = Instant::now();
+    for i in 0..DYNAMO_OPERATIONS {
+        let event = PlatformEvent {
+            event_id: format!("evt_{i}"),
+            merchant_id: "m_bench".into(),
+            event_name: EventName::PaymentReceived,
+            order_id: format!("order_{i}"),
+            time_stamp: now,
+        };
+        store.record_event(&event).await.unwrap();
+    }
+    report("record_event (conditional PutItem)", started.elapsed());
+}

@@ -1,0 +1,78 @@
+//! A real DynamoDB and SQS wire protocol for tests: `moto_server` from the repo's `.venv`,
+//! started on a free loopback port and stopped when the guard drops.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::verifiers::repo_root;
+
+/// How long moto may take to start listening.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running moto server; killed on drop.
+pub struct MotoServer {
+    child: Child,
+    endpoint: String,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` (from `$WEBHOOKS_TEST_MOTO` or `.venv/bin/moto_server`) and waits
+    /// until it accepts connections. Panics with the install command when it is missing.
+    pub fn start() -> Self {
+        let binary = std::env::var_os("WEBHOOKS_TEST_MOTO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        assert!(
+            binary.exists(),
+            "moto server is not installed at {}: run `python3 -m venv .venv && \
+             .venv/bin/pip install -r tests/requirements.txt` (or set WEBHOOKS_TEST_MOTO)",
+            binary.display()
+        );
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("moto server exited at start-up: {status}");
+            }
+            assert!(
+                started.elapsed() < STARTUP_TIMEOUT,
+                "moto server did not listen within {STARTUP_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The endpoint URL to give the AWS SDK, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind a loopback port")
+}

@@ -1,0 +1,745 @@
+//! One conformance suite for every storage and queue adapter: each case below runs against
+//! the embedded SQLite backend and against DynamoDB + SQS on a real moto server.
+
+#![allow(async_fn_in_trait)]
+
+use std::time::Duration;
+
+use webhooks_domain::{
+    AttemptOutcome, AuthCallbackConfig, AuthMethod, DeliveryAttempt, DeliveryStatus, EventName, IsoTime, Merchant,
+    PlatformEvent, SigningSecrets, Subscription,
+};
+use webhooks_storage::aws::{DynamoStore, SqsQueue};
+use webhooks_storage::embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
+use webhooks_storage::ports::MAX_BATCH;
+use webhooks_storage::{
+    AuthCallbackStore, Backend, DeliveryLog, EventStore, MerchantStore, OutgoingMessage, PageRequest, Queue, Recorded,
+    StoreError, SubscriptionStore,
+};
+use webhooks_tests::moto::MotoServer;
+
+/// A backend under test: its store, and queues with DLQs made on demand.
+trait Harness {
+    type Store: Backend;
+    type Queue: Queue + 'static;
+    fn store(&self) -> &Self::Store;
+    /// A fresh queue whose messages go to the returned DLQ after `max_receive_count` receives.
+    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (Self::Queue, Self::Queue);
+}
+
+struct Embedded {
+    store: EmbeddedStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("store.sqlite3")).unwrap();
+        Self { store, _dir: dir }
+    }
+}
+
+impl Harness for Embedded {
+    type Store = EmbeddedStore;
+    type Queue = EmbeddedQueue;
+    fn store(&self) -> &EmbeddedStore {
+        &self.store
+    }
+    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (EmbeddedQueue, EmbeddedQueue) {
+        let dlq_name = format!("{name}-dlq");
+        let queue = self.store.queue(
+            name,
+            QueueSettings {
+                dlq: Some(dlq_name.clone()),
+                max_receive_count,
+            },
+        );
+        let dlq = self.store.queue(
+            &dlq_name,
+            QueueSettings {
+                dlq: None,
+                max_receive_count: 0,
+            },
+        );
+        (queue, dlq)
+    }
+}
+
+struct Aws {
+    store: DynamoStore,
+    sqs: aws_sdk_sqs::Client,
+    _moto: MotoServer,
+}
+
+impl Aws {
+    async fn new() -> Self {
+        let moto = MotoServer::start();
+        let config = webhooks_storage::aws::sdk_config_for_endpoint(moto.endpoint());
+        let names = webhooks_storage::aws::ResourceNames::with_prefix("conformance");
+        webhooks_storage::aws::create_resources(&config, &names, 5)
+            .await
+            .unwrap();
+        let store = DynamoStore::connect(
+            aws_sdk_dynamodb::Client::new(&config),
+            names.table,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        Self {
+            store,
+            sqs: aws_sdk_sqs::Client::new(&config),
+            _moto: moto,
+        }
+    }
+}
+
+impl Harness for Aws {
+    type Store = DynamoStore;
+    type Queue = SqsQueue;
+    fn store(&self) -> &DynamoStore {
+        &self.store
+    }
+    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (SqsQueue, SqsQueue) {
+        let (url, dlq_url) = webhooks_storage::aws::create_queue_with_dlq(&self.sqs, name, max_receive_count)
+            .await
+            .unwrap();
+        (
+            SqsQueue::new(self.sqs.clone(), url, Some(dlq_url.clone())),
+            SqsQueue::new(self.sqs.clone(), dlq_url, None),
+        )
+    }
+}
+
+/// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test] async fn $case() { super::cases::$case(&super::Embedded::new().await).await })*
+        }
+        mod aws_on_moto {
+            $(#[tokio::test] async fn $case() { super::cases::$case(&super::Aws::new().await).await })*
+        }
+    };
+}
+
+conformance!(
+    merchants_and_api_keys,
+    subscriptions_are_crud_within_their_merchant,
+    subscription_pages_follow_opaque_cursors,
+    tampered_or_foreign_cursors_are_refused,
+    subscriptions_for_event_skip_disabled_and_other_events,
+    events_dedupe_and_keep_their_fan_out_status,
+    crash_mid_fan_out_is_resumed_on_redelivery,
+    delivery_log_lists_newest_first_per_subscription,
+    auth_callback_config_is_per_merchant,
+    queue_send_receive_delete,
+    queue_batch_reports_every_entry,
+    queue_delay_hides_a_message,
+    queue_visibility_timeout_redelivers_with_receive_count,
+    queue_dead_letters_after_max_receive_count,
+    queue_move_to_dlq_and_bad_receipts,
+    queue_long_poll_wakes_on_send,
+);
+
+fn at(millis: i64) -> IsoTime {
+    IsoTime::new(time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap()).unwrap()
+}
+
+fn merchant(id: &str) -> Merchant {
+    Merchant {
+        id: id.into(),
+        name: format!("Merchant {id}"),
+        created_at: at(1_700_000_000_000),
+    }
+}
+
+fn subscription(merchant_id: &str, id: &str, events: &[EventName], enabled: bool) -> Subscription {
+    Subscription {
+        id: id.into(),
+        merchant_id: merchant_id.into(),
+        url: format!("https://{merchant_id}.example/hooks/{id}"),
+        events: events.to_vec(),
+        description: String::new(),
+        enabled,
+        created_at: at(1_700_000_000_000),
+        updated_at: at(1_700_000_000_000),
+        secrets: SigningSecrets::new(Some(format!("secret-of-{id}-0123456789"))),
+    }
+}
+
+fn event(id: &str, merchant_id: &str) -> PlatformEvent {
+    PlatformEvent {
+        event_id: id.into(),
+        merchant_id: merchant_id.into(),
+        event_name: EventName::CryptoDelivered,
+        order_id: format!("order-{id}"),
+        time_stamp: at(1_700_000_000_123),
+    }
+}
+
+fn attempt(merchant_id: &str, subscription_id: &str, event_id: &str, number: u32, millis: i64) -> DeliveryAttempt {
+    DeliveryAttempt {
+        event_id: event_id.into(),
+        subscription_id: subscription_id.into(),
+        merchant_id: merchant_id.into(),
+        event_name: EventName::PaymentReceived,
+        attempt: number,
+        attempted_at: at(millis),
+        outcome: AttemptOutcome::Failed,
+        status_code: Some(503),
+        error: Some("http_status".into()),
+        latency_ms: 12,
+        response_excerpt: Some("busy".into()),
+        next_attempt_at: Some(at(millis + 5_000)),
+        manual: false,
+    }
+}
+
+fn message(body: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        body: body.into(),
+        delay: Duration::ZERO,
+    }
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+mod cases {
+    use super::*;
+
+    pub async fn merchants_and_api_keys(h: &impl Harness) {
+        let store = h.store();
+        store.create_merchant(&merchant("m_a"), "hash-a1").await.unwrap();
+        assert!(matches!(
+            store.create_merchant(&merchant("m_a"), "hash-a9").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.get_merchant("m_a").await.unwrap(), Some(merchant("m_a")));
+        assert_eq!(store.get_merchant("m_nobody").await.unwrap(), None);
+        assert_eq!(
+            store.merchant_for_api_key("hash-a1").await.unwrap(),
+            Some(merchant("m_a"))
+        );
+        assert_eq!(
+            store.merchant_for_api_key("hash-a9").await.unwrap(),
+            None,
+            "a refused merchant left its key"
+        );
+        store.add_api_key("m_a", "hash-a2").await.unwrap();
+        assert_eq!(
+            store.merchant_for_api_key("hash-a2").await.unwrap(),
+            Some(merchant("m_a"))
+        );
+        assert_eq!(store.add_api_key("m_nobody", "hash-x").await, Err(StoreError::NotFound));
+        assert!(store.revoke_api_key("hash-a1").await.unwrap());
+        assert!(!store.revoke_api_key("hash-a1").await.unwrap());
+        assert_eq!(store.merchant_for_api_key("hash-a1").await.unwrap(), None);
+        assert_eq!(
+            store.merchant_for_api_key("hash-a2").await.unwrap(),
+            Some(merchant("m_a"))
+        );
+
+        for i in 0..5 {
+            store
+                .create_merchant(&merchant(&format!("m_p{i}")), &format!("hash-p{i}"))
+                .await
+                .unwrap();
+        }
+        let first = store.list_merchants(PageRequest::first(4)).await.unwrap();
+        let ids: Vec<_> = first.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["m_a", "m_p0", "m_p1", "m_p2"]);
+        let rest = store
+            .list_merchants(PageRequest {
+                limit: 4,
+                cursor: first.next_cursor,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<_> = rest.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["m_p3", "m_p4"]);
+        assert_eq!(rest.next_cursor, None);
+    }
+
+    pub async fn subscriptions_are_crud_within_their_merchant(h: &impl Harness) {
+        let store = h.store();
+        let mut sub = subscription("m_a", "sub_1", &EventName::ALL, true);
+        store.create_subscription(&sub).await.unwrap();
+        assert!(matches!(
+            store.create_subscription(&sub).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
+        assert_eq!(
+            store.get_subscription("m_b", "sub_1").await.unwrap(),
+            None,
+            "another merchant sees it"
+        );
+
+        sub.url = "https://m_a.example/v2".into();
+        sub.enabled = false;
+        sub.secrets.rotate(at(1_700_000_100_000));
+        store.update_subscription(&sub).await.unwrap();
+        assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
+        let ghost = subscription("m_a", "sub_ghost", &EventName::ALL, true);
+        assert_eq!(store.update_subscription(&ghost).await, Err(StoreError::NotFound));
+        assert_eq!(
+            store.get_subscription("m_a", "sub_ghost").await.unwrap(),
+            None,
+            "update created it"
+        );
+
+        assert!(
+            !store.delete_subscription("m_b", "sub_1").await.unwrap(),
+            "another merchant deleted it"
+        );
+        assert!(store.delete_subscription("m_a", "sub_1").await.unwrap());
+        assert!(!store.delete_subscription("m_a", "sub_1").await.unwrap());
+        assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), None);
+    }
+
+    pub async fn subscription_pages_follow_opaque_cursors(h: &impl Harness) {
+        let store = h.store();
+        for i in 0..25 {
+            store
+                .create_subscription(&subscription("m_a", &format!("sub_{i:02}"), &EventName::ALL, true))
+                .await
+                .unwrap();
+        }
+        store
+            .create_subscription(&subscription("m_b", "sub_other", &EventName::ALL, true))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(10);
+        let mut sizes = Vec::new();
+        loop {
+            let result = store.list_subscriptions("m_a", page.clone()).await.unwrap();
+            sizes.push(result.items.len());
+            seen.extend(result.items.into_iter().map(|s| s.id));
+            match result.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(sizes, [10, 10, 5]);
+        let expected: Vec<String> = (0..25).map(|i| format!("sub_{i:02}")).collect();
+        assert_eq!(seen, expected);
+        let exact = store.list_subscriptions("m_b", PageRequest::first(1)).await.unwrap();
+        assert_eq!(exact.items.len(), 1);
+        assert_eq!(exact.next_cursor, None, "a full last page must not promise more");
+    }
+
+    pub async fn tampered_or_foreign_cursors_are_refused(h: &impl Harness) {
+        let store = h.store();
+        for i in 0..3 {
+            store
+                .create_subscription(&subscription("m_a", &format!("sub_{i}"), &EventName::ALL, true))
+                .await
+                .unwrap();
+        }
+        let cursor = store
+            .list_subscriptions("m_a", PageRequest::first(1))
+            .await
+            .unwrap()
+            .next_cursor
+            .unwrap();
+        let mut tampered = cursor.clone().into_bytes();
+        tampered[0] ^= 1;
+        let tampered = String::from_utf8(tampered).unwrap();
+        for bad in [tampered.as_str(), "", "garbage", "eyJzayI6IlNVQiNzdWJfMSJ9.AAAA"] {
+            let result = store
+                .list_subscriptions(
+                    "m_a",
+                    PageRequest {
+                        limit: 1,
+                        cursor: Some(bad.into()),
+                    },
+                )
+                .await;
+            assert_eq!(result.err(), Some(StoreError::BadCursor), "cursor {bad:?}");
+        }
+        let foreign = store
+            .list_subscriptions(
+                "m_b",
+                PageRequest {
+                    limit: 1,
+                    cursor: Some(cursor.clone()),
+                },
+            )
+            .await;
+        assert_eq!(foreign.err(), Some(StoreError::BadCursor), "a cursor crossed merchants");
+        let other_listing = store
+            .list_attempts(
+                "m_a",
+                "sub_0",
+                PageRequest {
+                    limit: 1,
+                    cursor: Some(cursor),
+                },
+            )
+            .await;
+        assert_eq!(
+            other_listing.err(),
+            Some(StoreError::BadCursor),
+            "a cursor crossed listings"
+        );
+    }
+
+    pub async fn subscriptions_for_event_skip_disabled_and_other_events(h: &impl Harness) {
+        let store = h.store();
+        let mut expected = Vec::new();
+        for i in 0..120 {
+            let id = format!("sub_{i:03}");
+            let (events, enabled): (&[EventName], bool) = match i % 4 {
+                0 => (&EventName::ALL, true),
+                1 => (&[EventName::CryptoDelivered], true),
+                2 => (&[EventName::PaymentReceived], true),
+                _ => (&[EventName::CryptoDelivered], false),
+            };
+            if enabled && events.contains(&EventName::CryptoDelivered) {
+                expected.push(id.clone());
+            }
+            store
+                .create_subscription(&subscription("m_a", &id, events, enabled))
+                .await
+                .unwrap();
+        }
+        store
+            .create_subscription(&subscription("m_b", "sub_b", &EventName::ALL, true))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(25);
+        loop {
+            let result = store
+                .subscriptions_for_event("m_a", EventName::CryptoDelivered, page.clone())
+                .await
+                .unwrap();
+            assert!(result.items.len() <= 25);
+            seen.extend(result.items.into_iter().map(|s| s.id));
+            match result.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected);
+        let none = store
+            .subscriptions_for_event("m_c", EventName::CryptoDelivered, PageRequest::first(10))
+            .await;
+        assert!(none.unwrap().items.is_empty());
+    }
+
+    pub async fn events_dedupe_and_keep_their_fan_out_status(h: &impl Harness) {
+        let store = h.store();
+        let first = event("evt_1", "m_a");
+        assert_eq!(store.record_event(&first).await.unwrap(), Recorded::New);
+        let mut changed = first.clone();
+        changed.order_id = "another-order".into();
+        assert_eq!(
+            store.record_event(&changed).await.unwrap(),
+            Recorded::PendingFanOut(first.clone())
+        );
+        store.mark_fanned_out("evt_1").await.unwrap();
+        assert_eq!(
+            store.record_event(&first).await.unwrap(),
+            Recorded::AlreadyFannedOut(first.clone())
+        );
+        assert_eq!(store.get_event("evt_1").await.unwrap(), Some(first));
+        assert_eq!(store.get_event("evt_none").await.unwrap(), None);
+        assert_eq!(store.mark_fanned_out("evt_none").await, Err(StoreError::NotFound));
+    }
+
+    /// Ingest's protocol: record, enqueue one task per subscription, mark fanned out. A crash
+    /// after recording (and after part of the fan-out) must lead to a full fan-out when the
+    /// event is redelivered: duplicates are allowed, losses are not.
+    pub async fn crash_mid_fan_out_is_resumed_on_redelivery(h: &impl Harness) {
+        let store = h.store();
+        let (deliveries, _dlq) = h.queue_pair("crash-deliveries", 5).await;
+        let subscriptions = ["sub_1", "sub_2", "sub_3"];
+        let evt = event("evt_crash", "m_a");
+
+        // First delivery of the event: recorded, one task enqueued, then the process dies.
+        assert_eq!(store.record_event(&evt).await.unwrap(), Recorded::New);
+        deliveries
+            .send(message(&format!("evt_crash/{}", subscriptions[0])))
+            .await
+            .unwrap();
+
+        // SQS redelivers the event: it is recorded but not fanned out, so fan out again.
+        let again = store.record_event(&evt).await.unwrap();
+        assert_eq!(again, Recorded::PendingFanOut(evt.clone()));
+        let batch = subscriptions
+            .iter()
+            .map(|s| message(&format!("evt_crash/{s}")))
+            .collect();
+        assert!(deliveries.send_batch(batch).await.unwrap().iter().all(Result::is_ok));
+        store.mark_fanned_out("evt_crash").await.unwrap();
+
+        // A third delivery is a pure duplicate.
+        assert_eq!(
+            store.record_event(&evt).await.unwrap(),
+            Recorded::AlreadyFannedOut(evt.clone())
+        );
+
+        let mut bodies = Vec::new();
+        loop {
+            let received = deliveries.receive(10, 30 * SEC, Duration::ZERO).await.unwrap();
+            if received.is_empty() {
+                break;
+            }
+            bodies.extend(received.into_iter().map(|m| m.body));
+        }
+        for s in subscriptions {
+            assert!(bodies.contains(&format!("evt_crash/{s}")), "{s} lost; got {bodies:?}");
+        }
+        assert_eq!(
+            bodies.len(),
+            4,
+            "one duplicate for the subscription enqueued before the crash"
+        );
+    }
+
+    pub async fn delivery_log_lists_newest_first_per_subscription(h: &impl Harness) {
+        let store = h.store();
+        let base = 1_700_000_000_000;
+        for (i, (evt, number)) in [("evt_1", 1), ("evt_2", 1), ("evt_1", 2), ("evt_3", 1), ("evt_1", 3)]
+            .iter()
+            .enumerate()
+        {
+            store
+                .record_attempt(&attempt("m_a", "sub_1", evt, *number, base + i as i64 * 1000))
+                .await
+                .unwrap();
+        }
+        store
+            .record_attempt(&attempt("m_a", "sub_2", "evt_1", 1, base))
+            .await
+            .unwrap();
+        store
+            .record_attempt(&attempt("m_b", "sub_1", "evt_9", 1, base))
+            .await
+            .unwrap();
+
+        let first = store
+            .list_attempts("m_a", "sub_1", PageRequest::first(3))
+            .await
+            .unwrap();
+        let order: Vec<_> = first.items.iter().map(|a| (a.event_id.as_str(), a.attempt)).collect();
+        assert_eq!(order, [("evt_1", 3), ("evt_3", 1), ("evt_1", 2)]);
+        assert_eq!(first.items[0], attempt("m_a", "sub_1", "evt_1", 3, base + 4000));
+        let rest = store
+            .list_attempts(
+                "m_a",
+                "sub_1",
+                PageRequest {
+                    limit: 3,
+                    cursor: first.next_cursor,
+                },
+            )
+            .await
+            .unwrap();
+        let order: Vec<_> = rest.items.iter().map(|a| (a.event_id.as_str(), a.attempt)).collect();
+        assert_eq!(order, [("evt_2", 1), ("evt_1", 1)]);
+        assert_eq!(rest.next_cursor, None);
+        assert_eq!(
+            store
+                .list_attempts("m_a", "sub_2", PageRequest::first(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        let other = store
+            .list_attempts("m_b", "sub_1", PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(other.items.len(), 1, "merchants share a delivery log");
+
+        assert_eq!(store.delivery_status("evt_1", "sub_1").await.unwrap(), None);
+        store
+            .set_delivery_status("m_a", "evt_1", "sub_1", DeliveryStatus::Pending)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delivery_status("evt_1", "sub_1").await.unwrap(),
+            Some(DeliveryStatus::Pending)
+        );
+        store
+            .set_delivery_status("m_a", "evt_1", "sub_1", DeliveryStatus::Failed)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delivery_status("evt_1", "sub_1").await.unwrap(),
+            Some(DeliveryStatus::Failed)
+        );
+        assert_eq!(store.delivery_status("evt_1", "sub_2").await.unwrap(), None);
+    }
+
+    pub async fn auth_callback_config_is_per_merchant(h: &impl Harness) {
+        let store = h.store();
+        let config = AuthCallbackConfig {
+            url: "https://m_a.example/auth".into(),
+            auth: AuthMethod::Basic {
+                username: "platform".into(),
+                password: "pw".into(),
+            },
+            timeout_ms: Some(1500),
+            cache_ttl_seconds: None,
+        };
+        assert_eq!(store.get_auth_callback("m_a").await.unwrap(), None);
+        store.put_auth_callback("m_a", &config).await.unwrap();
+        assert_eq!(store.get_auth_callback("m_a").await.unwrap(), Some(config.clone()));
+        assert_eq!(store.get_auth_callback("m_b").await.unwrap(), None);
+        let replaced = AuthCallbackConfig {
+            auth: AuthMethod::None,
+            ..config
+        };
+        store.put_auth_callback("m_a", &replaced).await.unwrap();
+        assert_eq!(store.get_auth_callback("m_a").await.unwrap(), Some(replaced));
+        assert!(!store.delete_auth_callback("m_b").await.unwrap());
+        assert!(store.delete_auth_callback("m_a").await.unwrap());
+        assert_eq!(store.get_auth_callback("m_a").await.unwrap(), None);
+    }
+
+    pub async fn queue_send_receive_delete(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("basic", 5).await;
+        queue.send(message("one")).await.unwrap();
+        let received = queue.receive(10, 30 * SEC, SEC).await.unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].body, "one");
+        assert_eq!(received[0].receive_count, 1);
+        assert!(
+            queue.receive(10, 30 * SEC, Duration::ZERO).await.unwrap().is_empty(),
+            "in flight yet visible"
+        );
+        queue.delete(&received[0].receipt_handle).await.unwrap();
+        queue
+            .change_visibility(&received[0].receipt_handle, Duration::ZERO)
+            .await
+            .ok();
+        assert!(
+            queue
+                .receive(10, Duration::ZERO, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty(),
+            "deleted yet received"
+        );
+    }
+
+    pub async fn queue_batch_reports_every_entry(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("batch", 5).await;
+        let batch: Vec<_> = (0..MAX_BATCH).map(|i| message(&format!("m{i}"))).collect();
+        let results = queue.send_batch(batch).await.unwrap();
+        assert_eq!(results.len(), MAX_BATCH);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let too_many: Vec<_> = (0..=MAX_BATCH).map(|i| message(&format!("x{i}"))).collect();
+        assert!(queue.send_batch(too_many).await.is_err());
+        let mut bodies = Vec::new();
+        while bodies.len() < MAX_BATCH {
+            let received = queue.receive(10, 30 * SEC, SEC).await.unwrap();
+            assert!(!received.is_empty(), "only {} of {MAX_BATCH} arrived", bodies.len());
+            bodies.extend(received.into_iter().map(|m| m.body));
+        }
+        bodies.sort();
+        let mut expected: Vec<_> = (0..MAX_BATCH).map(|i| format!("m{i}")).collect();
+        expected.sort();
+        assert_eq!(bodies, expected);
+    }
+
+    pub async fn queue_delay_hides_a_message(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("delay", 5).await;
+        queue
+            .send(OutgoingMessage {
+                body: "later".into(),
+                delay: 2 * SEC,
+            })
+            .await
+            .unwrap();
+        queue.send(message("now")).await.unwrap();
+        let first = queue.receive(10, 30 * SEC, Duration::ZERO).await.unwrap();
+        assert_eq!(first.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["now"]);
+        tokio::time::sleep(2500 * Duration::from_millis(1)).await;
+        let later = queue.receive(10, 30 * SEC, SEC).await.unwrap();
+        assert_eq!(later.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["later"]);
+    }
+
+    pub async fn queue_visibility_timeout_redelivers_with_receive_count(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("visibility", 5).await;
+        queue.send(message("retry-me")).await.unwrap();
+        let first = queue.receive(1, SEC, SEC).await.unwrap();
+        assert_eq!(first[0].receive_count, 1);
+        tokio::time::sleep(1500 * Duration::from_millis(1)).await;
+        let second = queue.receive(1, 60 * SEC, SEC).await.unwrap();
+        assert_eq!(second.len(), 1, "the visibility timeout did not return the message");
+        assert_eq!(second[0].message_id, first[0].message_id);
+        assert_eq!(second[0].receive_count, 2);
+        // Changing the visibility to zero makes it receivable at once.
+        queue
+            .change_visibility(&second[0].receipt_handle, Duration::ZERO)
+            .await
+            .unwrap();
+        let third = queue.receive(1, 60 * SEC, SEC).await.unwrap();
+        assert_eq!(third[0].receive_count, 3);
+    }
+
+    pub async fn queue_dead_letters_after_max_receive_count(h: &impl Harness) {
+        let (queue, dlq) = h.queue_pair("poison", 2).await;
+        queue.send(message("poison")).await.unwrap();
+        for count in 1..=2 {
+            let received = queue.receive(1, Duration::ZERO, SEC).await.unwrap();
+            assert_eq!(received.len(), 1, "receive {count}");
+            assert_eq!(received[0].receive_count, count);
+        }
+        assert!(
+            queue
+                .receive(1, Duration::ZERO, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty(),
+            "received a third time"
+        );
+        let dead = dlq.receive(10, 30 * SEC, 2 * SEC).await.unwrap();
+        assert_eq!(dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["poison"]);
+    }
+
+    pub async fn queue_move_to_dlq_and_bad_receipts(h: &impl Harness) {
+        let (queue, dlq) = h.queue_pair("manual-dlq", 5).await;
+        queue.send(message("give-up")).await.unwrap();
+        let received = queue.receive(1, 30 * SEC, SEC).await.unwrap().remove(0);
+        queue.move_to_dlq(&received, "attempts exhausted").await.unwrap();
+        let dead = dlq.receive(10, 30 * SEC, SEC).await.unwrap();
+        assert_eq!(dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["give-up"]);
+        queue
+            .change_visibility(&received.receipt_handle, Duration::ZERO)
+            .await
+            .ok();
+        assert!(
+            queue.receive(1, 30 * SEC, Duration::ZERO).await.unwrap().is_empty(),
+            "still in the source queue"
+        );
+        assert_eq!(queue.delete("not-a-receipt-handle").await, Err(StoreError::BadReceipt));
+        assert_eq!(
+            queue.change_visibility("not-a-receipt-handle", SEC).await,
+            Err(StoreError::BadReceipt)
+        );
+    }
+
+    pub async fn queue_long_poll_wakes_on_send(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("long-poll", 5).await;
+        let queue = std::sync::Arc::new(queue);
+        let sender = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                queue.send(message("wake")).await.unwrap();
+            })
+        };
+        let received = queue.receive(1, 30 * SEC, 10 * SEC).await.unwrap();
+        sender.await.unwrap();
+        assert_eq!(received.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["wake"]);
+    }
+}
