@@ -25,7 +25,7 @@ pub struct SeedPayload<'a> {
 impl SeedPayload<'_> {
     /// `JSON.stringify({eventName, orderId, timeStamp})`: the bytes the signature covers.
     pub fn signed_json(&self) -> String {
-        let mut out = String::with_capacity(64 + self.order_id.len());
+        let mut out = String::with_capacity(160 + self.order_id.len());
         self.write_fields(&mut out);
         out.push('}');
         out
@@ -33,13 +33,13 @@ impl SeedPayload<'_> {
 
     /// The webhook body: the three fields, then `"signature":"<hex>"`, compact JSON.
     pub fn signed_body(&self, secret: &[u8]) -> String {
-        let signature = sign_json(secret, &self.signed_json());
-        let mut out = String::with_capacity(160 + self.order_id.len());
-        self.write_fields(&mut out);
-        out.push_str(",\"signature\":\"");
-        out.push_str(&signature);
-        out.push_str("\"}");
-        out
+        let mut body = self.signed_json();
+        let signature = sign_json(secret, &body);
+        body.pop(); // the closing brace: the signature goes last
+        body.push_str(",\"signature\":\"");
+        body.push_str(&signature);
+        body.push_str("\"}");
+        body
     }
 
     /// Writes `{"eventName":…,"orderId":…,"timeStamp":…` without the closing brace.
