@@ -115,7 +115,7 @@ async fn dynamo_on_moto() {
             order_id: format!("order_{i}"),
             time_stamp: now,
         };
-        store.record_event(&event).await.unwrap();
+        store.record_event(&event, Duration::from_secs(60)).await.unwrap();
     }
     report("record_event (conditional PutItem)", started.elapsed());
 }

@@ -1,125 +1,27 @@
 //! One conformance suite for every storage and queue adapter: each case below runs against
 //! the embedded SQLite backend and against DynamoDB + SQS on a real moto server.
 
-#![allow(async_fn_in_trait)]
-
 use std::time::Duration;
 
 use webhooks_domain::{
     AttemptOutcome, AuthCallbackConfig, AuthMethod, DeliveryAttempt, DeliveryStatus, EventName, IsoTime, Merchant,
     PlatformEvent, SigningSecrets, Subscription,
 };
-use webhooks_storage::aws::{DynamoStore, SqsQueue};
-use webhooks_storage::embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{
-    AuthCallbackStore, Backend, DeliveryLog, EventStore, MerchantStore, OutgoingMessage, PageRequest, Queue, Recorded,
+    AuthCallbackStore, DeliveryLog, EventStore, MerchantStore, OutgoingMessage, PageRequest, Queue, Recorded,
     StoreError, SubscriptionStore,
 };
-use webhooks_tests::moto::MotoServer;
-
-/// A backend under test: its store, and queues with DLQs made on demand.
-trait Harness {
-    type Store: Backend;
-    type Queue: Queue + 'static;
-    fn store(&self) -> &Self::Store;
-    /// A fresh queue whose messages go to the returned DLQ after `max_receive_count` receives.
-    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (Self::Queue, Self::Queue);
-}
-
-struct Embedded {
-    store: EmbeddedStore,
-    _dir: tempfile::TempDir,
-}
-
-impl Embedded {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("store.sqlite3")).unwrap();
-        Self { store, _dir: dir }
-    }
-}
-
-impl Harness for Embedded {
-    type Store = EmbeddedStore;
-    type Queue = EmbeddedQueue;
-    fn store(&self) -> &EmbeddedStore {
-        &self.store
-    }
-    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (EmbeddedQueue, EmbeddedQueue) {
-        let dlq_name = format!("{name}-dlq");
-        let queue = self.store.queue(
-            name,
-            QueueSettings {
-                dlq: Some(dlq_name.clone()),
-                max_receive_count,
-            },
-        );
-        let dlq = self.store.queue(
-            &dlq_name,
-            QueueSettings {
-                dlq: None,
-                max_receive_count: 0,
-            },
-        );
-        (queue, dlq)
-    }
-}
-
-struct Aws {
-    store: DynamoStore,
-    sqs: aws_sdk_sqs::Client,
-    _moto: MotoServer,
-}
-
-impl Aws {
-    async fn new() -> Self {
-        let moto = MotoServer::start();
-        let config = webhooks_storage::aws::sdk_config_for_endpoint(moto.endpoint());
-        let names = webhooks_storage::aws::ResourceNames::with_prefix("conformance");
-        webhooks_storage::aws::create_resources(&config, &names, 5)
-            .await
-            .unwrap();
-        let store = DynamoStore::connect(
-            aws_sdk_dynamodb::Client::new(&config),
-            names.table,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-        Self {
-            store,
-            sqs: aws_sdk_sqs::Client::new(&config),
-            _moto: moto,
-        }
-    }
-}
-
-impl Harness for Aws {
-    type Store = DynamoStore;
-    type Queue = SqsQueue;
-    fn store(&self) -> &DynamoStore {
-        &self.store
-    }
-    async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (SqsQueue, SqsQueue) {
-        let (url, dlq_url) = webhooks_storage::aws::create_queue_with_dlq(&self.sqs, name, max_receive_count)
-            .await
-            .unwrap();
-        (
-            SqsQueue::new(self.sqs.clone(), url, Some(dlq_url.clone())),
-            SqsQueue::new(self.sqs.clone(), dlq_url, None),
-        )
-    }
-}
+use webhooks_tests::backends::Harness;
 
 /// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod embedded {
-            $(#[tokio::test] async fn $case() { super::cases::$case(&super::Embedded::new().await).await })*
+            $(#[tokio::test] async fn $case() { super::cases::$case(&webhooks_tests::backends::Embedded::new().await).await })*
         }
         mod aws_on_moto {
-            $(#[tokio::test] async fn $case() { super::cases::$case(&super::Aws::new().await).await })*
+            $(#[tokio::test] async fn $case() { super::cases::$case(&webhooks_tests::backends::Aws::new().await).await })*
         }
     };
 }
@@ -205,6 +107,7 @@ fn message(body: &str) -> OutgoingMessage {
 }
 
 const SEC: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
 
 mod cases {
     use super::*;
@@ -434,16 +337,20 @@ mod cases {
     pub async fn events_dedupe_and_keep_their_fan_out_status(h: &impl Harness) {
         let store = h.store();
         let first = event("evt_1", "m_a");
-        assert_eq!(store.record_event(&first).await.unwrap(), Recorded::New);
+        // A worker records the event and dies at once: its lease (zero here) runs out.
+        assert_eq!(store.record_event(&first, Duration::ZERO).await.unwrap(), Recorded::New);
         let mut changed = first.clone();
         changed.order_id = "another-order".into();
+        // The next one resumes it (the first version wins) and holds the lease a minute...
         assert_eq!(
-            store.record_event(&changed).await.unwrap(),
+            store.record_event(&changed, MINUTE).await.unwrap(),
             Recorded::PendingFanOut(first.clone())
         );
+        // ...so a duplicate arriving meanwhile does not fan out a second time.
+        assert_eq!(store.record_event(&first, MINUTE).await.unwrap(), Recorded::InProgress);
         store.mark_fanned_out("evt_1").await.unwrap();
         assert_eq!(
-            store.record_event(&first).await.unwrap(),
+            store.record_event(&first, MINUTE).await.unwrap(),
             Recorded::AlreadyFannedOut(first.clone())
         );
         assert_eq!(store.get_event("evt_1").await.unwrap(), Some(first));
@@ -460,15 +367,17 @@ mod cases {
         let subscriptions = ["sub_1", "sub_2", "sub_3"];
         let evt = event("evt_crash", "m_a");
 
-        // First delivery of the event: recorded, one task enqueued, then the process dies.
-        assert_eq!(store.record_event(&evt).await.unwrap(), Recorded::New);
+        // First delivery of the event: recorded, one task enqueued, then the process dies
+        // (its lease runs out before SQS redelivers the event).
+        assert_eq!(store.record_event(&evt, SEC).await.unwrap(), Recorded::New);
+        tokio::time::sleep(SEC + Duration::from_millis(100)).await;
         deliveries
             .send(message(&format!("evt_crash/{}", subscriptions[0])))
             .await
             .unwrap();
 
         // SQS redelivers the event: it is recorded but not fanned out, so fan out again.
-        let again = store.record_event(&evt).await.unwrap();
+        let again = store.record_event(&evt, MINUTE).await.unwrap();
         assert_eq!(again, Recorded::PendingFanOut(evt.clone()));
         let batch = subscriptions
             .iter()
@@ -479,7 +388,7 @@ mod cases {
 
         // A third delivery is a pure duplicate.
         assert_eq!(
-            store.record_event(&evt).await.unwrap(),
+            store.record_event(&evt, MINUTE).await.unwrap(),
             Recorded::AlreadyFannedOut(evt.clone())
         );
 

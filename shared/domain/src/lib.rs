@@ -2,6 +2,7 @@
 //! auth-callback answers are, and the rules that judge them.
 
 pub mod auth;
+pub mod clock;
 pub mod delivery;
 pub mod event;
 pub mod merchant;
@@ -10,6 +11,7 @@ pub mod subscription;
 pub mod url_policy;
 
 pub use auth::{AuthCallbackConfig, AuthMethod, Verdict, judge_auth_answer};
+pub use clock::{Clock, SystemClock};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, DeliveryTask};
 pub use event::{EventError, EventName, IsoTime, PlatformEvent};
 pub use merchant::{Merchant, NewApiKey, hash_api_key};

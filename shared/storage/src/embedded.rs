@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     events TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (merchant_id, id));
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, json TEXT NOT NULL, fanned_out INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL);
+    expires_at_ms INTEGER NOT NULL, lease_until_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS events_expiry ON events (expires_at_ms);
 CREATE TABLE IF NOT EXISTS attempts (
     merchant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, sort_key TEXT NOT NULL,
@@ -417,23 +417,38 @@ impl SubscriptionStore for EmbeddedStore {
 }
 
 impl EventStore for EmbeddedStore {
-    async fn record_event(&self, event: &PlatformEvent) -> Result<Recorded, StoreError> {
-        let (id, json, retention) = (event.event_id.clone(), to_json(event)?, millis(self.retention));
-        let known: Option<(String, bool)> = call(&self.db, "events.record", move |conn| {
+    async fn record_event(&self, event: &PlatformEvent, lease: Duration) -> Result<Recorded, StoreError> {
+        let (id, json, retention, lease) = (
+            event.event_id.clone(),
+            to_json(event)?,
+            millis(self.retention),
+            millis(lease),
+        );
+        let known: Option<(String, bool, bool)> = call(&self.db, "events.record", move |conn| {
             let tx = write_tx(conn)?;
             let now = now_ms();
+            let lease_until = now.saturating_add(lease);
             // An expired row is gone as far as callers can tell: the id is new again.
             tx.execute(
                 "DELETE FROM events WHERE event_id = ?1 AND expires_at_ms <= ?2",
                 params![id, now],
             )?;
-            let sql = "INSERT OR IGNORE INTO events (event_id, json, fanned_out, expires_at_ms) VALUES (?1, ?2, 0, ?3)";
-            let known = match tx.execute(sql, params![id, json, now.saturating_add(retention)])? {
-                0 => Some(tx.query_row(
-                    "SELECT json, fanned_out FROM events WHERE event_id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?),
+            let sql = "INSERT OR IGNORE INTO events (event_id, json, fanned_out, expires_at_ms, lease_until_ms) \
+                       VALUES (?1, ?2, 0, ?3, ?4)";
+            let known = match tx.execute(sql, params![id, json, now.saturating_add(retention), lease_until])? {
+                0 => {
+                    let sql = "SELECT json, fanned_out, lease_until_ms FROM events WHERE event_id = ?1";
+                    let (json, fanned_out, held_until): (String, bool, i64) =
+                        tx.query_row(sql, [&id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                    let lease_expired = !fanned_out && held_until <= now;
+                    if lease_expired {
+                        tx.execute(
+                            "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1",
+                            params![id, lease_until],
+                        )?;
+                    }
+                    Some((json, fanned_out, lease_expired))
+                }
                 _ => None,
             };
             tx.commit()?;
@@ -442,8 +457,9 @@ impl EventStore for EmbeddedStore {
         .await?;
         Ok(match known {
             None => Recorded::New,
-            Some((json, false)) => Recorded::PendingFanOut(from_json(&json)?),
-            Some((json, true)) => Recorded::AlreadyFannedOut(from_json(&json)?),
+            Some((json, true, _)) => Recorded::AlreadyFannedOut(from_json(&json)?),
+            Some((json, false, true)) => Recorded::PendingFanOut(from_json(&json)?),
+            Some((_, false, false)) => Recorded::InProgress,
         })
     }
 
@@ -594,20 +610,6 @@ impl EmbeddedQueue {
                 .flatten())
         })
         .await
-    }
-
-    /// How many messages this queue holds, visible or not.
-    pub async fn approximate_len(&self) -> Result<usize, StoreError> {
-        let name = self.name.clone();
-        let count: i64 = call(&self.db, "queue.len", move |conn| {
-            Ok(
-                conn.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1", [&name], |row| {
-                    row.get(0)
-                })?,
-            )
-        })
-        .await?;
-        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// One receive without waiting: the messages, and the earliest `visible_at_ms` left in
@@ -769,6 +771,37 @@ impl Queue for EmbeddedQueue {
             0 => Err(StoreError::BadReceipt),
             _ => Ok(()),
         }
+    }
+
+    async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let Some(dlq) = self.dlq.clone() else {
+            let why = format!("queue {} has no dead-letter queue", self.name);
+            return Err(StoreError::backend("queue.send_dead_letter", why));
+        };
+        let (target, body, reason) = (dlq.clone(), body.to_owned(), reason.to_owned());
+        call(&self.db, "queue.send_dead_letter", move |conn| {
+            let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, dlq_reason) \
+                       VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+            conn.prepare_cached(sql)?
+                .execute(params![target, Uuid::new_v4().to_string(), body, now_ms(), reason])?;
+            Ok(())
+        })
+        .await?;
+        self.db.notifier(&dlq).notify_waiters();
+        Ok(())
+    }
+
+    async fn approximate_len(&self) -> Result<usize, StoreError> {
+        let name = self.name.clone();
+        let count: i64 = call(&self.db, "queue.len", move |conn| {
+            Ok(
+                conn.query_row("SELECT COUNT(*) FROM messages WHERE queue = ?1", [&name], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+        .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     async fn move_to_dlq(&self, message: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {

@@ -74,16 +74,28 @@ pub trait SubscriptionStore: Send + Sync {
 pub enum Recorded {
     /// The event is new: fan it out, then mark it fanned out.
     New,
-    /// Seen before but never marked fanned out (a crash mid-fan-out): fan out again.
+    /// Seen before, never marked fanned out, and its lease has run out (a crash
+    /// mid-fan-out): the lease is taken again, fan out again.
     PendingFanOut(PlatformEvent),
+    /// Another worker holds the fan-out lease right now: leave the message for later.
+    InProgress,
     /// Seen and fully fanned out: a duplicate, nothing to do.
     AlreadyFannedOut(PlatformEvent),
 }
 
 /// Events, deduplicated by id, with the fan-out status that makes ingest crash-safe.
+///
+/// Whoever records or resumes an event holds its fan-out lease for `lease`: a duplicate
+/// arriving meanwhile (the same event enqueued twice, in the same batch) is told
+/// [`Recorded::InProgress`] instead of fanning out a second time.
 pub trait EventStore: Send + Sync {
-    /// Records the event if its id is new; otherwise tells what is known of it.
-    fn record_event(&self, event: &PlatformEvent) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// Records the event and takes its lease if its id is new; otherwise tells what is known
+    /// of it, taking the lease again when an unfinished fan-out's lease has run out.
+    fn record_event(
+        &self,
+        event: &PlatformEvent,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Marks the event as fanned out to every subscription.
     fn mark_fanned_out(&self, event_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The event with this id, while it is retained.
@@ -190,6 +202,11 @@ pub trait Queue: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes a received message.
     fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Sends `body` straight to this queue's dead-letter queue with the reason, e.g. for a
+    /// message a Lambda handler refuses (the event source mapping deletes the original).
+    fn send_dead_letter(&self, body: &str, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many messages the queue holds, visible, in flight or delayed (SQS: approximate).
+    fn approximate_len(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// Moves a received message to this queue's dead-letter queue, with the reason.
     fn move_to_dlq(
         &self,

@@ -485,23 +485,48 @@ impl SubscriptionStore for DynamoStore {
 }
 
 impl EventStore for DynamoStore {
-    async fn record_event(&self, event: &PlatformEvent) -> Result<Recorded, StoreError> {
+    async fn record_event(&self, event: &PlatformEvent, lease: Duration) -> Result<Recorded, StoreError> {
+        let op = "dynamodb.record_event";
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let millis = |d: Duration| AttributeValue::N(d.as_millis().to_string());
         let mut new = item(event_pk(&event.event_id), "EVENT".into(), event)?;
         new.insert("fannedOut".into(), AttributeValue::Bool(false));
+        new.insert("leaseUntil".into(), millis(now + lease));
         new.insert(TTL_ATTRIBUTE.into(), self.expires_at());
-        match self.put("dynamodb.record_event", new, Some(NOT_EXISTS)).await {
+        match self.put(op, new, Some(NOT_EXISTS)).await {
             Ok(()) => return Ok(Recorded::New),
             Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
+        // Known: take the lease again if the fan-out is unfinished and its lease ran out.
+        let retaken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(event_pk(&event.event_id)))
+            .key("sk", AttributeValue::S("EVENT".into()))
+            .update_expression("SET leaseUntil = :until")
+            .condition_expression("fannedOut = :false AND leaseUntil <= :now")
+            .expression_attribute_values(":until", millis(now + lease))
+            .expression_attribute_values(":now", millis(now))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match retaken {
+            Ok(output) => return Ok(Recorded::PendingFanOut(data(&output.attributes.unwrap_or_default())?)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(backend(op, e)),
+        }
         let stored = self
-            .get("dynamodb.record_event", event_pk(&event.event_id), "EVENT")
+            .get(op, event_pk(&event.event_id), "EVENT")
             .await?
-            .ok_or_else(|| StoreError::backend("dynamodb.record_event", "event vanished between put and get"))?;
-        let known: PlatformEvent = data(&stored)?;
+            .ok_or_else(|| StoreError::backend(op, "event vanished between put and get"))?;
         Ok(match stored.get("fannedOut") {
-            Some(AttributeValue::Bool(true)) => Recorded::AlreadyFannedOut(known),
-            _ => Recorded::PendingFanOut(known),
+            Some(AttributeValue::Bool(true)) => Recorded::AlreadyFannedOut(data(&stored)?),
+            _ => Recorded::InProgress,
         })
     }
 

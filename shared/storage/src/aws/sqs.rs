@@ -41,22 +41,6 @@ impl SqsQueue {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// The number of messages SQS reports as visible or in flight (approximate, as SQS says).
-    pub async fn approximate_len(&self) -> Result<usize, StoreError> {
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
-        let attributes = output.attributes.unwrap_or_default();
-        Ok(attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum())
-    }
 }
 
 fn seconds(duration: Duration) -> i32 {
@@ -204,25 +188,45 @@ impl Queue for SqsQueue {
         }
     }
 
-    async fn move_to_dlq(&self, message: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {
+    async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
         let dlq = self
             .dlq_url
             .as_deref()
-            .ok_or_else(|| StoreError::backend("sqs.move_to_dlq", "queue has no DLQ"))?;
+            .ok_or_else(|| StoreError::backend("sqs.send_dead_letter", "queue has no DLQ"))?;
         let reason_value = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(reason)
             .build()
-            .map_err(|e| StoreError::backend("sqs.move_to_dlq", e))?;
-        // Send first, then delete: a crash in between leaves a copy in both, never in neither.
+            .map_err(|e| StoreError::backend("sqs.send_dead_letter", e))?;
         self.client
             .send_message()
             .queue_url(dlq)
-            .message_body(&message.body)
+            .message_body(body)
             .message_attributes(FAILURE_REASON_ATTRIBUTE, reason_value)
             .send()
             .await
             .map_err(|e| backend("sqs.SendMessage(dlq)", e))?;
+        Ok(())
+    }
+
+    async fn approximate_len(&self) -> Result<usize, StoreError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
+        let attributes = output.attributes.unwrap_or_default();
+        Ok(attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+    }
+
+    async fn move_to_dlq(&self, message: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {
+        // Send first, then delete: a crash in between leaves a copy in both, never in neither.
+        self.send_dead_letter(&message.body, reason).await?;
         self.delete(&message.receipt_handle).await
     }
 }

@@ -1,0 +1,713 @@
+//! The delivery pipeline end to end, on both backends: ingest and deliver called with real
+//! SQS event JSON, webhooks sent to a real HTTP merchant on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::json;
+use webhooks_deliver::http::EXCERPT_BYTES;
+use webhooks_deliver::{Deliver, DeliverConfig, TaskOutcome, http_client};
+use webhooks_domain::{
+    AttemptOutcome, DeliveryStatus, DeliveryTask, EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription,
+    SystemClock, UrlPolicy,
+};
+use webhooks_ingest::Ingest;
+use webhooks_runtime::{QueueRecord, sqs_event};
+use webhooks_signing::standard::standard_webhooks_secret;
+use webhooks_storage::{
+    DeliveryLog, EventStore, OutgoingMessage, PageRequest, Queue, ReceivedMessage, StoreError, SubscriptionStore,
+};
+use webhooks_tests::backends::Harness;
+use webhooks_tests::merchant::{Happening, TestMerchant, refused_url};
+use webhooks_tests::verifiers::node;
+
+const LOOPBACK: UrlPolicy = UrlPolicy {
+    allow_http: true,
+    allow_private: true,
+};
+const SEC: Duration = Duration::from_secs(1);
+const MERCHANT: &str = "m_pipeline";
+
+/// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { super::cases::$case(&webhooks_tests::backends::Embedded::new().await).await })*
+        }
+        mod aws_on_moto {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { super::cases::$case(&webhooks_tests::backends::Aws::new().await).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    fault_matrix_records_each_attempt_and_schedules_the_next,
+    a_slow_merchant_does_not_hold_up_a_fast_one,
+    retries_exhaust_into_the_dlq_and_a_redriven_task_delivers,
+    early_retry_messages_are_hidden_until_due,
+    deleted_or_disabled_subscriptions_are_skipped,
+    delivered_webhooks_verify_in_node_and_with_standard_webhooks,
+    ingest_fans_out_once_per_event_id,
+    ingest_resumes_a_fan_out_interrupted_by_a_failing_queue,
+    ingest_dead_letters_malformed_events_without_failing_the_batch,
+    ingest_fans_out_to_a_thousand_subscriptions,
+);
+
+fn subscription(id: &str, url: &str, events: &[EventName]) -> Subscription {
+    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
+    Subscription {
+        id: id.into(),
+        merchant_id: MERCHANT.into(),
+        url: url.into(),
+        events: events.to_vec(),
+        description: String::new(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+        secrets: SigningSecrets::new(Some(format!("secret-{id}-0123456789"))),
+    }
+}
+
+fn event(id: &str) -> PlatformEvent {
+    PlatformEvent {
+        event_id: id.into(),
+        merchant_id: MERCHANT.into(),
+        event_name: EventName::CryptoDelivered,
+        order_id: "5a3288ea-0bd4-44d2-af11-aae1f88bbd61".into(),
+        time_stamp: IsoTime::parse_rfc3339("2022-10-26T22:36:41.658Z").unwrap(),
+    }
+}
+
+fn task_body(task: &DeliveryTask) -> String {
+    serde_json::to_string(task).unwrap()
+}
+
+/// The event SQS would hand the function for these bodies (real SQS event JSON).
+fn event_of(bodies: &[String]) -> SqsEvent {
+    let ids: Vec<String> = (0..bodies.len()).map(|i| format!("msg-{i}")).collect();
+    let json = serde_json::to_value(sqs_event(
+        "arn:aws:sqs:us-east-1:123456789012:deliveries",
+        bodies.iter().zip(&ids).map(|(body, id)| QueueRecord {
+            message_id: id,
+            receipt_handle: id,
+            body,
+            receive_count: 1,
+        }),
+    ))
+    .unwrap();
+    assert_eq!(json["Records"][0]["eventSource"], "aws:sqs");
+    serde_json::from_value(json).unwrap()
+}
+
+/// The event for messages received from a queue, with their receipt handles.
+fn event_of_received(messages: &[ReceivedMessage]) -> SqsEvent {
+    sqs_event(
+        "arn:aws:sqs:us-east-1:123456789012:deliveries",
+        messages.iter().map(|m| QueueRecord {
+            message_id: &m.message_id,
+            receipt_handle: &m.receipt_handle,
+            body: &m.body,
+            receive_count: m.receive_count,
+        }),
+    )
+}
+
+fn deliver<H: Harness>(h: &H, deliveries: &H::Queue, schedule: &str, timeout: Duration) -> Deliver<H::Store, H::Queue> {
+    let config = DeliverConfig {
+        url_policy: LOOPBACK,
+        retry_schedule: schedule.parse().unwrap(),
+        timeout,
+    };
+    Deliver::new(
+        h.store().clone(),
+        deliveries.clone(),
+        http_client(&LOOPBACK),
+        config,
+        Arc::new(SystemClock),
+    )
+}
+
+/// Receives everything visible (waiting up to `wait` for the first), hidden for a minute.
+async fn drain<Q: Queue>(queue: &Q, wait: Duration) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let received = queue
+            .receive(10, 60 * SEC, if all.is_empty() { wait } else { Duration::ZERO })
+            .await
+            .unwrap();
+        if received.is_empty() {
+            return all;
+        }
+        all.extend(received);
+    }
+}
+
+/// A queue whose batch sends fail, standing in for a crash mid-fan-out.
+#[derive(Clone)]
+struct FailingQueue;
+
+impl Queue for FailingQueue {
+    async fn send(&self, _: OutgoingMessage) -> Result<(), StoreError> {
+        Err(StoreError::backend("test.send", "injected failure"))
+    }
+    async fn send_batch(&self, _: Vec<OutgoingMessage>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        Err(StoreError::backend("test.send_batch", "injected failure"))
+    }
+    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn change_visibility(&self, _: &str, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn send_dead_letter(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn approximate_len(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    async fn move_to_dlq(&self, _: &ReceivedMessage, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A fault: name, URL, expected status, expected error kind, expected retry delay range (s).
+type FaultCase = (
+    &'static str,
+    String,
+    Option<u16>,
+    Option<&'static str>,
+    Option<(u64, u64)>,
+);
+
+mod cases {
+    use super::*;
+
+    /// Every fault in one batch: each record's attempt is recorded right, its next attempt
+    /// is scheduled right, and none of them disturbs the others.
+    pub async fn fault_matrix_records_each_attempt_and_schedules_the_next(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-faults", 5).await;
+        let deliver = deliver(h, &deliveries, "10s,20s", SEC);
+        // (name, url, expected status, expected error kind, expected delay range in seconds)
+        let cases: Vec<FaultCase> = vec![
+            ("ok", merchant.url("/ok"), Some(200), None, None),
+            ("no-content", merchant.url("/no-content"), Some(204), None, None),
+            (
+                "moved",
+                merchant.url("/moved"),
+                Some(301),
+                Some("http_status"),
+                Some((8, 12)),
+            ),
+            (
+                "bad-request",
+                merchant.url("/status/400"),
+                Some(400),
+                Some("http_status"),
+                Some((8, 12)),
+            ),
+            (
+                "gone",
+                merchant.url("/status/410"),
+                Some(410),
+                Some("http_status"),
+                Some((8, 12)),
+            ),
+            (
+                "throttled",
+                merchant.url("/throttled"),
+                Some(429),
+                Some("http_status"),
+                Some((60, 60)),
+            ),
+            (
+                "error",
+                merchant.url("/status/500"),
+                Some(500),
+                Some("http_status"),
+                Some((8, 12)),
+            ),
+            (
+                "unavailable",
+                merchant.url("/status/503"),
+                Some(503),
+                Some("http_status"),
+                Some((8, 12)),
+            ),
+            ("hang", merchant.url("/hang"), None, Some("timeout"), Some((60, 60))),
+            ("refused", refused_url(), None, Some("connect_error"), Some((8, 12))),
+            (
+                "reset",
+                TestMerchant::reset_url().await,
+                None,
+                Some("request_error"),
+                Some((8, 12)),
+            ),
+            ("huge", merchant.url("/huge"), Some(200), None, None),
+            (
+                "slow-headers",
+                TestMerchant::slow_headers_url().await,
+                None,
+                Some("timeout"),
+                Some((60, 60)),
+            ),
+        ];
+        let mut bodies = Vec::new();
+        for (name, url, ..) in &cases {
+            h.store()
+                .create_subscription(&subscription(&format!("sub_{name}"), url, &EventName::ALL))
+                .await
+                .unwrap();
+            bodies.push(task_body(&DeliveryTask::first(
+                event(&format!("evt_{name}")),
+                format!("sub_{name}"),
+            )));
+        }
+        let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{:?}",
+            response.batch_item_failures
+        );
+
+        let mut retries_expected = 0;
+        for (name, _, status, error, delay) in &cases {
+            let page = h
+                .store()
+                .list_attempts(MERCHANT, &format!("sub_{name}"), PageRequest::first(10))
+                .await
+                .unwrap();
+            assert_eq!(page.items.len(), 1, "{name}: one attempt recorded");
+            let attempt = &page.items[0];
+            assert_eq!(attempt.attempt, 1, "{name}");
+            assert_eq!(attempt.status_code, *status, "{name}");
+            assert_eq!(attempt.error.as_deref(), *error, "{name}");
+            let expected_outcome = if error.is_none() {
+                AttemptOutcome::Succeeded
+            } else {
+                AttemptOutcome::Failed
+            };
+            assert_eq!(attempt.outcome, expected_outcome, "{name}");
+            let status_now = h
+                .store()
+                .delivery_status(&format!("evt_{name}"), &format!("sub_{name}"))
+                .await
+                .unwrap();
+            match delay {
+                None => {
+                    assert_eq!(attempt.next_attempt_at, None, "{name}");
+                    assert_eq!(status_now, Some(DeliveryStatus::Succeeded), "{name}");
+                }
+                Some((low, high)) => {
+                    retries_expected += 1;
+                    let next = attempt.next_attempt_at.expect("a next attempt").unix_millis();
+                    let waited = (next - attempt.attempted_at.unix_millis()) as f64 / 1000.0;
+                    assert!(
+                        waited >= *low as f64 - 0.01 && waited <= *high as f64 + 0.01,
+                        "{name}: next attempt after {waited}s"
+                    );
+                    assert_eq!(status_now, Some(DeliveryStatus::Pending), "{name}");
+                }
+            }
+        }
+        let huge = &h
+            .store()
+            .list_attempts(MERCHANT, "sub_huge", PageRequest::first(1))
+            .await
+            .unwrap()
+            .items[0];
+        assert_eq!(
+            huge.response_excerpt.as_ref().map(String::len),
+            Some(EXCERPT_BYTES),
+            "excerpt of the 10 MB body"
+        );
+        assert_eq!(merchant.requests_to("/moved").len(), 1);
+        assert!(merchant.requests_to("/ok").len() == 1, "the 301 was followed");
+        // One retry message per failure, each for attempt 2 of its own event (the longest
+        // SQS delay here is 15 min, so each is hidden but counted).
+        let queued = match deliveries.receive(10, SEC, Duration::ZERO).await.unwrap().len() {
+            0 => retries_expected,
+            n => panic!("{n} retry messages visible before their delay"),
+        };
+        assert_eq!(queued, retries_expected);
+    }
+
+    pub async fn a_slow_merchant_does_not_hold_up_a_fast_one(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-slow-fast", 5).await;
+        let deliver = deliver(h, &deliveries, "10s", 10 * SEC);
+        h.store()
+            .create_subscription(&subscription("sub_slow", &merchant.url("/slow"), &EventName::ALL))
+            .await
+            .unwrap();
+        h.store()
+            .create_subscription(&subscription("sub_fast", &merchant.url("/ok"), &EventName::ALL))
+            .await
+            .unwrap();
+        // The slow one is first in the batch.
+        let bodies = [
+            task_body(&DeliveryTask::first(event("evt_1"), "sub_slow".into())),
+            task_body(&DeliveryTask::first(event("evt_1"), "sub_fast".into())),
+        ];
+        let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let happenings = merchant.happenings();
+        let position = |h: &Happening| happenings.iter().position(|x| x == h).unwrap();
+        assert!(
+            position(&Happening::Received("/ok".into())) < position(&Happening::Answered("/slow".into())),
+            "the fast merchant waited for the slow one: {happenings:?}"
+        );
+    }
+
+    pub async fn retries_exhaust_into_the_dlq_and_a_redriven_task_delivers(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-exhaust", 5).await;
+        let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
+        let mut sub = subscription("sub_down", &merchant.url("/status/503"), &EventName::ALL);
+        h.store().create_subscription(&sub).await.unwrap();
+        let first = DeliveryTask::first(event("evt_exhaust"), "sub_down".into());
+        let outcome = deliver
+            .handle_record(&event_of(&[task_body(&first)]).records[0])
+            .await
+            .unwrap();
+        assert!(matches!(outcome, TaskOutcome::RetryScheduled(_)), "{outcome:?}");
+
+        let retry = drain(&deliveries, 5 * SEC).await;
+        assert_eq!(retry.len(), 1);
+        let second: DeliveryTask = serde_json::from_str(&retry[0].body).unwrap();
+        assert_eq!(
+            (second.attempt, &second.event),
+            (2, &first.event),
+            "the retry carries the next attempt number"
+        );
+        let outcome = deliver
+            .handle_record(&event_of_received(&retry).records[0])
+            .await
+            .unwrap();
+        assert_eq!(outcome, TaskOutcome::Exhausted);
+        assert_eq!(
+            h.store().delivery_status("evt_exhaust", "sub_down").await.unwrap(),
+            Some(DeliveryStatus::Failed)
+        );
+        assert!(
+            drain(&deliveries, Duration::ZERO).await.is_empty(),
+            "nothing more scheduled"
+        );
+
+        let dead = drain(&dlq, 5 * SEC).await;
+        assert_eq!(dead.len(), 1, "the exhausted task is in the DLQ");
+        // The merchant is fixed; an operator redrives the DLQ into the deliveries queue.
+        sub.url = merchant.url("/ok");
+        h.store().update_subscription(&sub).await.unwrap();
+        deliveries
+            .send(OutgoingMessage {
+                body: dead[0].body.clone(),
+                delay: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        let redriven = drain(&deliveries, 5 * SEC).await;
+        let response = deliver.handle_batch(event_of_received(&redriven)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(
+            h.store().delivery_status("evt_exhaust", "sub_down").await.unwrap(),
+            Some(DeliveryStatus::Succeeded)
+        );
+        let attempts = h
+            .store()
+            .list_attempts(MERCHANT, "sub_down", PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        let ids: Vec<_> = merchant
+            .requests()
+            .iter()
+            .map(|r| r.headers["webhook-id"].clone())
+            .collect();
+        assert_eq!(attempts.len(), 3);
+        assert_eq!(ids, ["evt_exhaust"; 3], "every attempt carries the same webhook-id");
+    }
+
+    pub async fn early_retry_messages_are_hidden_until_due(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-early", 5).await;
+        let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
+        h.store()
+            .create_subscription(&subscription("sub_1", &merchant.url("/ok"), &EventName::ALL))
+            .await
+            .unwrap();
+        let due = IsoTime::new(time::OffsetDateTime::now_utc() + Duration::from_secs(3)).unwrap();
+        let task = DeliveryTask {
+            attempt: 2,
+            not_before: Some(due),
+            ..DeliveryTask::first(event("evt_early"), "sub_1".into())
+        };
+        deliveries
+            .send(OutgoingMessage {
+                body: task_body(&task),
+                delay: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        let received = drain(&deliveries, 5 * SEC).await;
+        let response = deliver.handle_batch(event_of_received(&received)).await.unwrap();
+        assert_eq!(response.batch_item_failures.len(), 1, "an early task is left to SQS");
+        assert!(merchant.requests().is_empty(), "delivered before it was due");
+        assert!(
+            deliveries.receive(10, SEC, Duration::ZERO).await.unwrap().is_empty(),
+            "visible before due"
+        );
+        let again = drain(&deliveries, 6 * SEC).await;
+        assert_eq!(again.len(), 1, "the hidden task came back");
+        let response = deliver.handle_batch(event_of_received(&again)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(merchant.requests().len(), 1);
+    }
+
+    pub async fn deleted_or_disabled_subscriptions_are_skipped(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-skip", 5).await;
+        let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
+        let mut disabled = subscription("sub_off", &merchant.url("/ok"), &EventName::ALL);
+        disabled.enabled = false;
+        h.store().create_subscription(&disabled).await.unwrap();
+        let bodies = [
+            task_body(&DeliveryTask::first(event("evt_s"), "sub_off".into())),
+            task_body(&DeliveryTask::first(event("evt_s"), "sub_deleted".into())),
+        ];
+        let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert!(merchant.requests().is_empty());
+        for sub in ["sub_off", "sub_deleted"] {
+            assert_eq!(
+                h.store().delivery_status("evt_s", sub).await.unwrap(),
+                Some(DeliveryStatus::Skipped),
+                "{sub}"
+            );
+            let attempts = h
+                .store()
+                .list_attempts(MERCHANT, sub, PageRequest::first(5))
+                .await
+                .unwrap()
+                .items;
+            assert_eq!(attempts[0].outcome, AttemptOutcome::Skipped, "{sub}");
+        }
+        assert!(
+            drain(&deliveries, Duration::ZERO).await.is_empty(),
+            "a skipped task was retried"
+        );
+    }
+
+    pub async fn delivered_webhooks_verify_in_node_and_with_standard_webhooks(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-verify", 5).await;
+        let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
+        let mut sub = subscription("sub_v", &merchant.url("/ok"), &EventName::ALL);
+        let original_secret = sub.secrets.current.clone();
+        h.store().create_subscription(&sub).await.unwrap();
+        let mut tricky = event("evt_verify");
+        tricky.order_id = "order \"quoted\" \\ é 😀 \u{2028}".into();
+        deliver
+            .deliver(&DeliveryTask::first(tricky.clone(), "sub_v".into()))
+            .await
+            .unwrap();
+        // After a rotation the header carries both secrets; the body is signed by the new one.
+        sub.secrets
+            .rotate(IsoTime::new(time::OffsetDateTime::now_utc()).unwrap());
+        h.store().update_subscription(&sub).await.unwrap();
+        deliver
+            .deliver(&DeliveryTask::first(event("evt_rotated"), "sub_v".into()))
+            .await
+            .unwrap();
+
+        let requests = merchant.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].headers["content-type"], "application/json");
+        assert!(requests[0].headers["user-agent"].starts_with("ramp-webhooks/"));
+        assert_eq!(requests[0].headers["webhook-id"], "evt_verify");
+        let body: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+        assert_eq!(body["orderId"], tricky.order_id.as_str());
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["eventName", "orderId", "timeStamp", "signature"]);
+
+        for (request, secret) in [(&requests[0], &original_secret), (&requests[1], &sub.secrets.current)] {
+            let seed = node("seed-verify", &json!({"secret": secret, "bodies": [request.body]}));
+            assert_eq!(seed, json!([true]), "the seed snippet rejected {}", request.body);
+        }
+        for secret in [&original_secret, &sub.secrets.current] {
+            let message = |r: &webhooks_tests::merchant::Received| {
+                json!({"id": r.headers["webhook-id"], "timestamp": r.headers["webhook-timestamp"].parse::<i64>().unwrap(),
+                       "signature": r.headers["webhook-signature"], "body": r.body})
+            };
+            let answers = node(
+                "sw-verify",
+                &json!({"secret": standard_webhooks_secret(secret), "messages": [message(&requests[1])]}),
+            );
+            assert_eq!(answers, json!(["ok"]), "rotated delivery with secret {secret}");
+        }
+        let answers = node(
+            "sw-verify",
+            &json!({"secret": standard_webhooks_secret(&original_secret), "messages": [{
+                "id": requests[0].headers["webhook-id"], "timestamp": requests[0].headers["webhook-timestamp"].parse::<i64>().unwrap(),
+                "signature": requests[0].headers["webhook-signature"], "body": requests[0].body}]}),
+        );
+        assert_eq!(answers, json!(["ok"]));
+    }
+
+    fn ingest_with<H: Harness, Q: Queue>(h: &H, deliveries: Q, events: Q) -> Ingest<H::Store, Q> {
+        Ingest::new(h.store().clone(), deliveries, events, Arc::new(SystemClock))
+    }
+
+    fn event_message(event_id: &str) -> String {
+        json!({"eventId": event_id, "merchantId": MERCHANT, "eventName": "crypto_delivered",
+               "orderId": "5a3288ea-0bd4-44d2-af11-aae1f88bbd61", "timeStamp": "2022-10-26T22:36:41.658Z"})
+        .to_string()
+    }
+
+    pub async fn ingest_fans_out_once_per_event_id(h: &impl Harness) {
+        let (deliveries, _) = h.queue_pair("deliveries-dedupe", 5).await;
+        let (events, _) = h.queue_pair("events-dedupe", 5).await;
+        for (id, events_taken) in [
+            ("sub_a", &EventName::ALL[..]),
+            ("sub_b", &[EventName::CryptoDelivered]),
+            ("sub_c", &[EventName::PaymentReceived]),
+        ] {
+            h.store()
+                .create_subscription(&subscription(id, "https://merchant.example/hook", events_taken))
+                .await
+                .unwrap();
+        }
+        let ingest = ingest_with(h, deliveries.clone(), events);
+        // Enqueued twice, both copies in one batch: one fans out, the other is left to SQS...
+        let twice = [event_message("evt_dup"), event_message("evt_dup")];
+        assert_eq!(
+            ingest
+                .handle_batch(event_of(&twice))
+                .await
+                .unwrap()
+                .batch_item_failures
+                .len(),
+            1
+        );
+        // ...which redelivers it once the fan-out is done: a duplicate, nothing sent.
+        assert!(
+            ingest
+                .handle_batch(event_of(&twice[..1]))
+                .await
+                .unwrap()
+                .batch_item_failures
+                .is_empty()
+        );
+        let tasks: Vec<DeliveryTask> = drain(&deliveries, SEC)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        let mut subscriptions: Vec<&str> = tasks.iter().map(|t| t.subscription_id.as_str()).collect();
+        subscriptions.sort();
+        assert_eq!(
+            subscriptions,
+            ["sub_a", "sub_b"],
+            "one task per matching subscription, whatever the duplicates"
+        );
+        assert!(tasks.iter().all(|t| t.attempt == 1 && t.event.event_id == "evt_dup"));
+    }
+
+    pub async fn ingest_resumes_a_fan_out_interrupted_by_a_failing_queue(h: &impl Harness) {
+        let (deliveries, _) = h.queue_pair("deliveries-crash", 5).await;
+        let (events, _) = h.queue_pair("events-crash", 5).await;
+        for id in ["sub_a", "sub_b"] {
+            h.store()
+                .create_subscription(&subscription(id, "https://merchant.example/hook", &EventName::ALL))
+                .await
+                .unwrap();
+        }
+        let message = [event_message("evt_crash")];
+        // The failed worker's lease runs out at once, as a crashed one's does before SQS redelivers.
+        let broken = Ingest::new(h.store().clone(), FailingQueue, FailingQueue, Arc::new(SystemClock))
+            .with_fan_out_lease(Duration::ZERO);
+        let response = broken.handle_batch(event_of(&message)).await.unwrap();
+        assert_eq!(
+            response.batch_item_failures.len(),
+            1,
+            "the failed fan-out is left to SQS"
+        );
+        assert!(
+            h.store().get_event("evt_crash").await.unwrap().is_some(),
+            "the event was recorded before the failure"
+        );
+
+        let ingest = ingest_with(h, deliveries.clone(), events);
+        assert!(
+            ingest
+                .handle_batch(event_of(&message))
+                .await
+                .unwrap()
+                .batch_item_failures
+                .is_empty()
+        );
+        let mut delivered: Vec<String> = drain(&deliveries, SEC)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str::<DeliveryTask>(&m.body).unwrap().subscription_id)
+            .collect();
+        delivered.sort();
+        assert_eq!(delivered, ["sub_a", "sub_b"], "the redelivered event was fanned out");
+    }
+
+    pub async fn ingest_dead_letters_malformed_events_without_failing_the_batch(h: &impl Harness) {
+        let (deliveries, _) = h.queue_pair("deliveries-malformed", 5).await;
+        let (events, events_dlq) = h.queue_pair("events-malformed", 5).await;
+        h.store()
+            .create_subscription(&subscription("sub_a", "https://merchant.example/hook", &EventName::ALL))
+            .await
+            .unwrap();
+        let ingest = ingest_with(h, deliveries.clone(), events);
+        let bodies = [
+            "{not json".to_owned(),
+            event_message("evt_good"),
+            json!({"merchantId": MERCHANT, "eventName": "refunded", "orderId": "o"}).to_string(),
+            json!({"merchantId": MERCHANT, "eventName": "crypto_delivered"}).to_string(),
+        ];
+        let response = ingest.handle_batch(event_of(&bodies)).await.unwrap();
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "a malformed record failed the batch"
+        );
+        assert_eq!(drain(&deliveries, SEC).await.len(), 1, "the good event was fanned out");
+        let mut dead: Vec<String> = drain(&events_dlq, 2 * SEC).await.into_iter().map(|m| m.body).collect();
+        dead.sort();
+        let mut expected = vec![bodies[0].clone(), bodies[2].clone(), bodies[3].clone()];
+        expected.sort();
+        assert_eq!(dead, expected, "every malformed event is in the DLQ, unchanged");
+    }
+
+    pub async fn ingest_fans_out_to_a_thousand_subscriptions(h: &impl Harness) {
+        let (deliveries, _) = h.queue_pair("deliveries-thousand", 5).await;
+        let (events, _) = h.queue_pair("events-thousand", 5).await;
+        for i in 0..1000 {
+            let sub = subscription(&format!("sub_{i:04}"), "https://merchant.example/hook", &EventName::ALL);
+            h.store().create_subscription(&sub).await.unwrap();
+        }
+        let ingest = ingest_with(h, deliveries.clone(), events);
+        assert!(
+            ingest
+                .handle_batch(event_of(&[event_message("evt_big")]))
+                .await
+                .unwrap()
+                .batch_item_failures
+                .is_empty()
+        );
+        assert_eq!(
+            deliveries.approximate_len().await.unwrap(),
+            1000,
+            "one task per subscription"
+        );
+    }
+}
