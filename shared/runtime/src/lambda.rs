@@ -1,0 +1,61 @@
+//! What every Lambda `main` starts from: settings, logging, the SDK and the table.
+
+use anyhow::Context;
+use aws_config::SdkConfig;
+use webhooks_storage::aws::{DynamoStore, SqsQueue, sdk_config_from_env};
+
+use crate::logging::init_logging;
+use crate::settings::{Environment, Settings, SettingsError};
+
+/// The platform's two queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    /// Platform services -> ingest.
+    Events,
+    /// Ingest -> deliver, and retries.
+    Deliveries,
+}
+
+/// Settings, the SDK configuration and the store, built once per container.
+pub struct LambdaContext {
+    /// The settings from the environment.
+    pub settings: Settings,
+    /// The SDK configuration (credentials and region from the environment).
+    pub sdk: SdkConfig,
+    /// The table named by `WEBHOOKS_TABLE_NAME`.
+    pub store: DynamoStore,
+}
+
+impl LambdaContext {
+    /// Reads the settings, installs logging, configures the SDK and connects to the table.
+    pub async fn start() -> anyhow::Result<Self> {
+        let settings = Settings::from_env(Environment::Lambda)?;
+        init_logging(settings.log_format);
+        let sdk = sdk_config_from_env().await;
+        let table = Settings::required(&settings.table_name, "WEBHOOKS_TABLE_NAME")?;
+        let store = DynamoStore::connect(aws_sdk_dynamodb::Client::new(&sdk), table, settings.retention())
+            .await
+            .context("connect to the table")?;
+        Ok(Self { settings, sdk, store })
+    }
+
+    /// One of the queues, with its DLQ, from `WEBHOOKS_{EVENTS,DELIVERIES}_{QUEUE,DLQ}_URL`.
+    pub fn queue(&self, name: QueueName) -> Result<SqsQueue, SettingsError> {
+        let s = &self.settings;
+        let (url, dlq) = match name {
+            QueueName::Events => (
+                Settings::required(&s.events_queue_url, "WEBHOOKS_EVENTS_QUEUE_URL")?,
+                Settings::required(&s.events_dlq_url, "WEBHOOKS_EVENTS_DLQ_URL")?,
+            ),
+            QueueName::Deliveries => (
+                Settings::required(&s.deliveries_queue_url, "WEBHOOKS_DELIVERIES_QUEUE_URL")?,
+                Settings::required(&s.deliveries_dlq_url, "WEBHOOKS_DELIVERIES_DLQ_URL")?,
+            ),
+        };
+        Ok(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&self.sdk),
+            url,
+            Some(dlq.to_owned()),
+        ))
+    }
+}
