@@ -180,4 +180,5 @@ async fn main() {
         cpu.as_secs_f64() * 1000.0
     );
     let _ = receiver.kill();
+    let _ = receiver.wait();
 }

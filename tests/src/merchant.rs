@@ -67,9 +67,14 @@ pub struct TestMerchant {
 impl TestMerchant {
     /// Starts the merchant on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Starts the merchant on `port` (0: any free one), e.g. where webhooks were failing.
+    pub async fn start_on(port: u16) -> Self {
         let log = Arc::new(Log::default());
         let app = Router::new().route("/{*path}", post(answer)).with_state(log.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the merchant");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the merchant");
         let address = listener.local_addr().expect("merchant address");
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { address, log }

@@ -110,3 +110,26 @@ pub(crate) fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static st
     };
     StoreError::backend(op, message)
 }
+
+/// The URLs of existing queues (made by the template or [`create_resources`]).
+pub async fn queue_urls(config: &SdkConfig, names: &ResourceNames) -> Result<QueueUrls, StoreError> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(&name)
+                .send()
+                .await
+                .map_err(|e| backend("sqs.GetQueueUrl", e))?
+                .queue_url
+                .ok_or_else(|| StoreError::backend("sqs.GetQueueUrl", format!("no URL for {name}")))
+        }
+    };
+    Ok(QueueUrls {
+        events: url(names.events_queue.clone()).await?,
+        events_dlq: url(format!("{}-dlq", names.events_queue)).await?,
+        deliveries: url(names.deliveries_queue.clone()).await?,
+        deliveries_dlq: url(format!("{}-dlq", names.deliveries_queue)).await?,
+    })
+}
