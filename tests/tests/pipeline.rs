@@ -584,26 +584,13 @@ mod cases {
                 .unwrap();
         }
         let ingest = ingest_with(h, deliveries.clone(), events);
-        // Enqueued twice, both copies in one batch: one fans out, the other is left to SQS...
+        // Enqueued twice, both copies in one batch: one fans out; the other either finds it
+        // done (a duplicate) or in progress, and is then left to SQS...
         let twice = [event_message("evt_dup"), event_message("evt_dup")];
-        assert_eq!(
-            ingest
-                .handle_batch(event_of(&twice))
-                .await
-                .unwrap()
-                .batch_item_failures
-                .len(),
-            1
-        );
+        let failed = ingest.handle_batch(event_of(&twice)).await.unwrap().batch_item_failures.len();
+        assert!(failed <= 1, "{failed} copies left to SQS");
         // ...which redelivers it once the fan-out is done: a duplicate, nothing sent.
-        assert!(
-            ingest
-                .handle_batch(event_of(&twice[..1]))
-                .await
-                .unwrap()
-                .batch_item_failures
-                .is_empty()
-        );
+        assert!(ingest.handle_batch(event_of(&twice[..1])).await.unwrap().batch_item_failures.is_empty());
         let tasks: Vec<DeliveryTask> = drain(&deliveries, SEC)
             .await
             .iter()
