@@ -125,6 +125,19 @@ mod tests {
     }
 
     #[test]
+    fn parsed_numbers_are_correctly_rounded_as_in_javascript() {
+        // Found by fuzzing: without serde_json's float_roundtrip, "6E84" parsed one ulp off.
+        for (text, expected) in [
+            ("6E84", "6e+84"),
+            ("6.000000000000001e+84", "6.000000000000001e+84"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(stringify(&value), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn keeps_key_order_and_nests() {
         let value: Value = serde_json::from_str(r#"{"z":1,"a":[true,null,{"b":"c"}]}"#).unwrap();
         assert_eq!(stringify(&value), r#"{"z":1,"a":[true,null,{"b":"c"}]}"#);
