@@ -587,10 +587,22 @@ mod cases {
         // Enqueued twice, both copies in one batch: one fans out; the other either finds it
         // done (a duplicate) or in progress, and is then left to SQS...
         let twice = [event_message("evt_dup"), event_message("evt_dup")];
-        let failed = ingest.handle_batch(event_of(&twice)).await.unwrap().batch_item_failures.len();
+        let failed = ingest
+            .handle_batch(event_of(&twice))
+            .await
+            .unwrap()
+            .batch_item_failures
+            .len();
         assert!(failed <= 1, "{failed} copies left to SQS");
         // ...which redelivers it once the fan-out is done: a duplicate, nothing sent.
-        assert!(ingest.handle_batch(event_of(&twice[..1])).await.unwrap().batch_item_failures.is_empty());
+        assert!(
+            ingest
+                .handle_batch(event_of(&twice[..1]))
+                .await
+                .unwrap()
+                .batch_item_failures
+                .is_empty()
+        );
         let tasks: Vec<DeliveryTask> = drain(&deliveries, SEC)
             .await
             .iter()

@@ -202,6 +202,29 @@ fn our_headers_verify_with_the_npm_and_pypi_libraries() {
 }
 
 #[test]
+fn our_headers_verify_with_the_rust_crate() {
+    let webhook = standardwebhooks::Webhook::new(&standard_webhooks_secret(SECRET)).unwrap();
+    for message in our_signed_messages(&[SECRET]) {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("webhook-id", message["id"].as_str().unwrap().parse().unwrap());
+        headers.insert("webhook-timestamp", message["timestamp"].to_string().parse().unwrap());
+        headers.insert(
+            "webhook-signature",
+            message["signature"].as_str().unwrap().parse().unwrap(),
+        );
+        let body = message["body"].as_str().unwrap().as_bytes();
+        assert!(
+            webhook.verify(body, &headers).is_ok(),
+            "the Rust crate rejected {message}"
+        );
+        assert!(
+            webhook.verify(b"{}", &headers).is_err(),
+            "the Rust crate accepted a tampered body"
+        );
+    }
+}
+
+#[test]
 fn during_rotation_both_secrets_verify_with_the_libraries() {
     let messages = our_signed_messages(&["new-secret-0123456789", "old-secret-0123456789"]);
     for secret in ["new-secret-0123456789", "old-secret-0123456789"] {

@@ -1,13 +1,24 @@
-// A minimal webhook receiver for benchmarks: answers 200 to every POST after reading the
-// body, and prints its port on stdout. Run: node tests/verifiers/receiver.js
+// A minimal webhook receiver: answers 200 to every POST and prints its port on stdout.
+//   node tests/verifiers/receiver.js [PORT] [--print]
+// With --print it also prints each webhook's headers and body (for the README walkthrough);
+// without, it stays quiet (for benchmarks).
 'use strict';
 const http = require('http');
+const print = process.argv.includes('--print');
+const port = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) || 0);
 const server = http.createServer((req, res) => {
-  req.on('data', () => {});
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
+    if (print) {
+      const h = req.headers;
+      console.log(`${req.method} ${req.url}`);
+      for (const name of ['webhook-id', 'webhook-timestamp', 'webhook-signature']) console.log(`  ${name}: ${h[name]}`);
+      console.log(`  body: ${Buffer.concat(chunks).toString('utf8')}`);
+    }
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok');
   });
 });
 server.keepAliveTimeout = 60000;
-server.listen(Number(process.argv[2] || 0), '127.0.0.1', () => console.log(server.address().port));
+server.listen(port, '127.0.0.1', () => console.log(server.address().port));
