@@ -1,0 +1,278 @@
+//! The auth-callback configuration (credentials write-only) and its test route, against a
+//! real merchant on 127.0.0.1.
+
+use serde_json::{Value, json};
+use webhooks_domain::AuthMethod;
+use webhooks_storage::AuthCallbackStore;
+use webhooks_tests::merchant::TestMerchant;
+
+use crate::support::{STRICT, TestApi, Transport, UNLIMITED, both_transports};
+
+both_transports!(
+    config_is_stored_whole_and_shown_without_credentials,
+    get_and_delete_are_404_when_nothing_is_configured,
+    config_is_validated_before_it_is_stored,
+    test_route_answers_the_decision_the_platform_would_get,
+);
+
+const URL: &str = "https://merchant.example.com/auth";
+
+/// Each auth type with its credentials, and the view the API must show instead.
+fn every_auth_type() -> Vec<(Value, Value, &'static [&'static str])> {
+    vec![
+        (json!({ "type": "none" }), json!({ "type": "none" }), &[]),
+        (
+            json!({ "type": "bearer", "token": "tok-SECRET-1" }),
+            json!({ "type": "bearer" }),
+            &["tok-SECRET-1"],
+        ),
+        (
+            json!({ "type": "basic", "username": "platform", "password": "pw-SECRET-2" }),
+            json!({ "type": "basic", "username": "platform" }),
+            &["pw-SECRET-2"],
+        ),
+        (
+            json!({ "type": "api_key", "header": "X-Api-Key", "value": "key-SECRET-3" }),
+            json!({ "type": "api_key", "header": "X-Api-Key" }),
+            &["key-SECRET-3"],
+        ),
+        (
+            json!({
+                "type": "oauth2_client_credentials", "tokenUrl": "https://login.merchant.example.com/token",
+                "clientId": "platform-client", "clientSecret": "cs-SECRET-4", "scope": "auth:check",
+            }),
+            json!({
+                "type": "oauth2_client_credentials", "tokenUrl": "https://login.merchant.example.com/token",
+                "clientId": "platform-client", "scope": "auth:check",
+            }),
+            &["cs-SECRET-4"],
+        ),
+        (
+            json!({ "type": "hmac", "secret": "hmac-SECRET-5-0123456789" }),
+            json!({ "type": "hmac" }),
+            &["hmac-SECRET-5-0123456789"],
+        ),
+    ]
+}
+
+async fn config_is_stored_whole_and_shown_without_credentials(t: Transport) {
+    let api = TestApi::start(t).await;
+    for (auth, view, credentials) in every_auth_type() {
+        let config = json!({ "url": URL, "auth": auth, "timeoutMs": 2000, "cacheTtlSeconds": 60 });
+        let put = api
+            .call(api.key_a(), "PUT", "/v1/auth-callback", Some(config.clone()))
+            .await;
+        let expected = json!({ "url": URL, "auth": view, "timeoutMs": 2000, "cacheTtlSeconds": 60 });
+        assert_eq!(put.expect(200), &expected);
+        let got = api.call(api.key_a(), "GET", "/v1/auth-callback", None).await;
+        assert_eq!(got.expect(200), &expected);
+        for credential in credentials {
+            assert!(!put.body.to_string().contains(credential));
+            assert!(!got.body.to_string().contains(credential));
+        }
+        let stored = api.store.get_auth_callback(&api.a.0).await.unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&stored).unwrap(), config);
+    }
+    let minimal = json!({ "url": URL, "auth": { "type": "bearer", "token": "t" } });
+    let put = api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(minimal)).await;
+    assert_eq!(put.expect(200), &json!({ "url": URL, "auth": { "type": "bearer" } }));
+    let oauth_without_scope = json!({
+        "url": URL,
+        "auth": { "type": "oauth2_client_credentials", "tokenUrl": URL, "clientId": "c", "clientSecret": "s" },
+    });
+    let put = api
+        .call(api.key_a(), "PUT", "/v1/auth-callback", Some(oauth_without_scope))
+        .await;
+    assert_eq!(
+        put.expect(200)["auth"],
+        json!({ "type": "oauth2_client_credentials", "tokenUrl": URL, "clientId": "c" })
+    );
+}
+
+async fn get_and_delete_are_404_when_nothing_is_configured(t: Transport) {
+    let api = TestApi::start(t).await;
+    for method in ["GET", "DELETE"] {
+        let reply = api.call(api.key_a(), method, "/v1/auth-callback", None).await;
+        reply.expect(404);
+        assert_eq!(reply.code(), "not_found");
+    }
+    let config = json!({ "url": URL, "auth": { "type": "none" } });
+    api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(config))
+        .await
+        .expect(200);
+    let deleted = api.call(api.key_a(), "DELETE", "/v1/auth-callback", None).await;
+    deleted.expect(204);
+    assert_eq!(deleted.body, Value::Null);
+    assert_eq!(api.store.get_auth_callback(&api.a.0).await.unwrap(), None);
+    api.call(api.key_a(), "GET", "/v1/auth-callback", None)
+        .await
+        .expect(404);
+    api.call(api.key_a(), "DELETE", "/v1/auth-callback", None)
+        .await
+        .expect(404);
+}
+
+async fn config_is_validated_before_it_is_stored(t: Transport) {
+    let api = TestApi::start_with(t, STRICT, UNLIMITED).await;
+    let with = |auth: Value| json!({ "url": URL, "auth": auth });
+    let cases = [
+        (
+            json!({ "url": "http://merchant.example.com/auth", "auth": { "type": "none" } }),
+            422,
+            "url_not_allowed",
+        ),
+        (
+            json!({ "url": "https://127.0.0.1/auth", "auth": { "type": "none" } }),
+            422,
+            "url_not_allowed",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 99 }),
+            422,
+            "invalid_value",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 10_001 }),
+            422,
+            "invalid_value",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "cacheTtlSeconds": 3601 }),
+            422,
+            "invalid_value",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": -1 }),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 1.5 }),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "retries": 3 }),
+            400,
+            "invalid_request",
+        ),
+        (json!({ "url": URL }), 400, "invalid_request"),
+        (with(json!({ "type": "kerberos" })), 400, "invalid_request"),
+        (with(json!({ "type": "none", "token": "t" })), 400, "invalid_request"),
+        (with(json!({ "type": "bearer" })), 400, "invalid_request"),
+        (
+            with(json!({ "type": "bearer", "token": "t", "extra": 1 })),
+            400,
+            "invalid_request",
+        ),
+        (with(json!({ "type": "bearer", "token": "" })), 422, "invalid_value"),
+        (
+            with(json!({ "type": "bearer", "token": "line\nbreak" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            with(json!({ "type": "basic", "username": "", "password": "p" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            with(json!({ "type": "api_key", "header": "X Api Key", "value": "v" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            with(json!({ "type": "api_key", "header": "X-Api-Key", "value": "ü" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            with(
+                json!({ "type": "oauth2_client_credentials", "tokenUrl": "https://10.0.0.1/token", "clientId": "c", "clientSecret": "s" }),
+            ),
+            422,
+            "url_not_allowed",
+        ),
+        (
+            with(json!({ "type": "oauth2_client_credentials", "tokenUrl": URL, "clientId": "c", "clientSecret": "" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            with(json!({ "type": "hmac", "secret": "short" })),
+            422,
+            "invalid_secret",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let reply = api
+            .call(api.key_a(), "PUT", "/v1/auth-callback", Some(body.clone()))
+            .await;
+        reply.expect(status);
+        assert_eq!(reply.code(), code, "{body}");
+    }
+    assert_eq!(api.store.get_auth_callback(&api.a.0).await.unwrap(), None);
+    // JSON Schema counts 150.0 as an integer, and so does the API.
+    let integral = json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 150.0, "cacheTtlSeconds": 0 });
+    let put = api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(integral)).await;
+    assert_eq!(put.expect(200)["timeoutMs"], 150);
+}
+
+async fn test_route_answers_the_decision_the_platform_would_get(t: Transport) {
+    let api = TestApi::start(t).await;
+    let test = |body: Value| api.call(api.key_a(), "POST", "/v1/auth-callback/test", Some(body));
+    let unconfigured = test(json!({ "email": "alice@example.com" })).await;
+    assert_eq!(
+        unconfigured.expect(200),
+        &json!({ "allowed": false, "reason": "no_callback_configured", "latencyMs": 0, "cached": false })
+    );
+
+    let merchant = TestMerchant::start().await;
+    let config = json!({
+        "url": merchant.url("/ok"),
+        "auth": { "type": "bearer", "token": "tok-0123" },
+        "cacheTtlSeconds": 600,
+    });
+    api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(config))
+        .await
+        .expect(200);
+    for (body, action) in [
+        (json!({ "email": "alice@example.com" }), "view_private"),
+        (json!({ "email": "alice@example.com", "action": "buy" }), "buy"),
+        (json!({ "email": "alice@example.com", "action": "buy" }), "buy"),
+    ] {
+        let decision = test(body).await;
+        let decision = decision.expect(200);
+        assert_eq!(decision["allowed"], true, "{decision}");
+        assert_eq!(decision["reason"], "allowed");
+        assert_eq!(
+            decision["cached"], false,
+            "the test route never uses the decision cache"
+        );
+        assert!(decision["latencyMs"].is_u64());
+        let asked = merchant.requests_to("/ok").pop().expect("the merchant was asked");
+        assert_eq!(asked.headers["authorization"], "Bearer tok-0123");
+        let sent: Value = serde_json::from_str(&asked.body).unwrap();
+        assert_eq!(sent, json!({ "email": "alice@example.com", "action": action }));
+    }
+    assert_eq!(merchant.requests_to("/ok").len(), 3);
+
+    let mut stored = api.store.get_auth_callback(&api.a.0).await.unwrap().unwrap();
+    stored.url = merchant.url("/status/503");
+    stored.auth = AuthMethod::None;
+    api.store.put_auth_callback(&api.a.0, &stored).await.unwrap();
+    let denied = test(json!({ "email": "alice@example.com" })).await;
+    assert_eq!(denied.expect(200)["reason"], "http_status_503");
+    let blank = test(json!({ "email": "  " })).await;
+    assert_eq!(blank.expect(200)["reason"], "bad_request");
+
+    for (body, status) in [
+        (json!({ "email": "" }), 422),
+        (json!({ "email": "a@example.com", "action": "" }), 422),
+        (json!({}), 400),
+        (json!({ "email": "a@example.com", "merchantId": "m_other" }), 400),
+        (json!({ "email": ["a@example.com"] }), 400),
+    ] {
+        test(body).await.expect(status);
+    }
+}

@@ -1,0 +1,13 @@
+//! The merchant API through real HTTP requests, on the embedded backend: route by route
+//! (each behaviour test runs twice, straight through the router and through `lambda_http`
+//! as an API Gateway v2 event), tenant isolation, the route table against openapi.yaml,
+//! and the logs of a whole scenario searched for secrets.
+
+mod auth_callback;
+mod deliveries;
+mod errors;
+mod isolation;
+mod logs;
+mod spec;
+mod subscriptions;
+mod support;

@@ -1,0 +1,197 @@
+//! The local stack: the merchant API, ingest, deliver and auth-callback in one process,
+//! with the same handler code as the Lambdas, on the embedded durable backend (or on the
+//! real DynamoDB/SQS adapters against an endpoint).
+
+pub mod cli;
+pub mod routes;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use webhooks_auth_callback::AuthCallback;
+use webhooks_deliver::{Deliver, DeliverConfig, http_client};
+use webhooks_domain::{SystemClock, hash_api_key};
+use webhooks_ingest::Ingest;
+use webhooks_runtime::Settings;
+use webhooks_storage::{Backend, Queue};
+use webhooks_subscriptions::{Api, router};
+
+use crate::routes::{LocalState, create_merchant_with_key, local_routes};
+use crate::worker::{PollerConfig, poll};
+
+/// Concurrent ingest pollers.
+const INGEST_POLLERS: usize = 2;
+/// Concurrent deliver pollers: up to this many batches of 10 webhooks in flight.
+const DELIVER_POLLERS: usize = 8;
+/// How long in-flight batches may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// The file, in the data dir, that remembers the first merchant's id and API key.
+const FIRST_MERCHANT_FILE: &str = "first-merchant.json";
+
+/// A merchant to try the stack with, the same across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstMerchant {
+    /// Its id.
+    pub merchant_id: String,
+    /// Its API key, in clear: the local stack's convenience, never the deployed platform's.
+    pub api_key: String,
+}
+
+/// The merchant remembered in `data_dir`, or a new one (remembered for next time).
+pub async fn first_merchant<S: Backend>(store: &S, data_dir: &Path) -> anyhow::Result<FirstMerchant> {
+    let path = data_dir.join(FIRST_MERCHANT_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(known) = serde_json::from_str::<FirstMerchant>(&text)
+        && store
+            .merchant_for_api_key(&hash_api_key(&known.api_key))
+            .await?
+            .is_some()
+    {
+        return Ok(known);
+    }
+    let (merchant, key) = create_merchant_with_key(store, Some("first merchant".into())).await?;
+    let first = FirstMerchant {
+        merchant_id: merchant.id,
+        api_key: key.clear_text,
+    };
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&first)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(first)
+}
+
+/// Everything the stack runs on.
+pub struct StackParts<S, Q> {
+    /// The store.
+    pub store: S,
+    /// The events queue (with its DLQ).
+    pub events: Q,
+    /// The deliveries queue (with its DLQ).
+    pub deliveries: Q,
+}
+
+/// Runs the stack until SIGINT or SIGTERM: the HTTP server on `port`, and the pollers.
+pub async fn run<S, Q>(parts: StackParts<S, Q>, settings: Settings, port: u16, data_dir: &Path) -> anyhow::Result<()>
+where
+    S: Backend + Clone + 'static,
+    Q: Queue + Clone + 'static,
+{
+    let StackParts {
+        store,
+        events,
+        deliveries,
+    } = parts;
+    let clock = Arc::new(SystemClock);
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        deliveries.clone(),
+        events.clone(),
+        clock.clone(),
+    ));
+    let deliver_config = DeliverConfig {
+        url_policy: settings.url_policy,
+        retry_schedule: settings.retry_schedule.clone(),
+        timeout: settings.delivery_timeout(),
+    };
+    let client = http_client(&settings.url_policy);
+    let deliver = Arc::new(Deliver::new(
+        store.clone(),
+        deliveries.clone(),
+        client,
+        deliver_config,
+        clock.clone(),
+    ));
+    let auth = Arc::new(AuthCallback::new(
+        store.clone(),
+        settings.url_policy,
+        settings.auth_callback_timeout(),
+        clock.clone(),
+    )?);
+
+    let (stop, stopped) = watch::channel(false);
+    let mut pollers = tokio::task::JoinSet::new();
+    let ingest_config = PollerConfig {
+        queue_name: "events",
+        batch_size: 10,
+        visibility: Duration::from_secs(60),
+    };
+    for _ in 0..INGEST_POLLERS {
+        let (ingest, queue, stopped) = (ingest.clone(), events.clone(), stopped.clone());
+        let config = ingest_config.clone();
+        pollers.spawn(async move { poll(queue, config, |event| ingest.handle_batch(event), stopped).await });
+    }
+    // A batch takes at most one delivery timeout: hide it for six.
+    let deliver_visibility = (settings.delivery_timeout() * 6).max(Duration::from_secs(30));
+    let deliver_config = PollerConfig {
+        queue_name: "deliveries",
+        batch_size: 10,
+        visibility: deliver_visibility,
+    };
+    for _ in 0..DELIVER_POLLERS {
+        let (deliver, queue, stopped) = (deliver.clone(), deliveries.clone(), stopped.clone());
+        let config = deliver_config.clone();
+        pollers.spawn(async move { poll(queue, config, |event| deliver.handle_batch(event), stopped).await });
+    }
+
+    let state = Arc::new(LocalState {
+        store: store.clone(),
+        events,
+        ingest,
+        auth,
+    });
+    let api_auth = AuthCallback::new(
+        store.clone(),
+        settings.url_policy,
+        settings.auth_callback_timeout(),
+        clock.clone(),
+    )?;
+    let api = Api::new(store.clone(), deliveries, settings.url_policy, api_auth, clock);
+    // The merchant API is the Lambda's own router; `/local/*` sits beside it.
+    let app = router(Arc::new(api)).merge(local_routes(state));
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| format!("listen on 127.0.0.1:{port}"))?;
+    let address = listener.local_addr()?;
+    let first = first_merchant(&store, data_dir).await?;
+    println!("webhooks-local is up");
+    println!("  API:         http://{address}");
+    println!("  merchant id: {}", first.merchant_id);
+    println!("  API key:     {}", first.api_key);
+    println!("  data dir:    {}", data_dir.display());
+
+    let mut server_stopped = stopped.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stopped.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down: finishing the batches in hand");
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while pollers.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("some batches did not finish in time; their messages come back after their visibility timeout");
+    }
+    server.await??;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

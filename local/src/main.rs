@@ -1,0 +1,65 @@
+//! `webhooks-local`: wiring only. Flags and environment, the backend, then the stack.
+
+use anyhow::Context;
+use clap::Parser;
+use webhooks_local::cli::{BackendKind, Options};
+use webhooks_local::{StackParts, run};
+use webhooks_runtime::logging::init_logging;
+use webhooks_runtime::{Environment, Settings};
+use webhooks_storage::aws::{
+    DynamoStore, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint, sdk_config_from_env,
+};
+use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
+
+/// Receives before a message goes to its DLQ (as the template's redrive policies).
+const MAX_RECEIVE_COUNT: u32 = 5;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse();
+    let settings = Settings::from_lookup(Environment::Local, |name| options.setting(name))?;
+    init_logging(settings.log_format);
+    match options.backend {
+        BackendKind::Embedded => {
+            let store = EmbeddedStore::open(&options.data_dir.join("store.sqlite3"))?;
+            let queue = |name: &str| {
+                let dlq = format!("{name}-dlq");
+                store.queue(
+                    name,
+                    QueueSettings {
+                        dlq: Some(dlq),
+                        max_receive_count: MAX_RECEIVE_COUNT,
+                    },
+                )
+            };
+            let parts = StackParts {
+                events: queue("events"),
+                deliveries: queue("deliveries"),
+                store: store.clone(),
+            };
+            run(parts, settings, options.port, &options.data_dir).await
+        }
+        BackendKind::Aws => {
+            let sdk = match std::env::var("AWS_ENDPOINT_URL") {
+                Ok(endpoint) if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => sdk_config_for_endpoint(&endpoint),
+                _ => sdk_config_from_env().await,
+            };
+            let names = ResourceNames::with_prefix(&options.resource_prefix);
+            let urls = if options.create_resources {
+                create_resources(&sdk, &names, MAX_RECEIVE_COUNT).await?
+            } else {
+                webhooks_storage::aws::queue_urls(&sdk, &names).await?
+            };
+            let store = DynamoStore::connect(aws_sdk_dynamodb::Client::new(&sdk), names.table, settings.retention())
+                .await
+                .context("connect to the table (create it with --create-resources)")?;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let parts = StackParts {
+                store,
+                events: SqsQueue::new(sqs.clone(), urls.events, Some(urls.events_dlq)),
+                deliveries: SqsQueue::new(sqs, urls.deliveries, Some(urls.deliveries_dlq)),
+            };
+            run(parts, settings, options.port, &options.data_dir).await
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of `webhooks-local`: the built binary started as a process on a temp
+//! data dir, driven over HTTP like a user would, webhooks received by a real merchant.
+
+mod harness;
+mod scenarios;
