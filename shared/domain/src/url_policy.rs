@@ -7,6 +7,7 @@
 //! HTTP client's DNS resolver and drops blocked addresses at connect time, so a name that
 //! later resolves to a private address (DNS rebinding) reaches nothing.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -138,8 +139,14 @@ impl UrlPolicy {
     /// A reqwest client builder that enforces this policy at connect time: the guarded
     /// resolver, no redirects, no proxies from the environment, rustls.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        self.client_builder_resolving(NameSource::System)
+    }
+
+    /// The same, resolving names from `names` (a fixed table stands in for a hostile DNS
+    /// server in tests).
+    pub fn client_builder_resolving(&self, names: NameSource) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver { policy: *self }))
+            .dns_resolver(Arc::new(GuardedResolver::with_names(*self, names)))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
@@ -195,23 +202,50 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<BlockedClass> {
     })
 }
 
-/// The HTTP client's DNS resolver: resolves with the system resolver, then keeps only the
-/// addresses the policy allows. A name with no allowed address fails to connect.
-#[derive(Debug, Clone, Copy)]
+/// Where the guarded resolver gets addresses from.
+#[derive(Debug, Clone, Default)]
+pub enum NameSource {
+    /// The system resolver (`getaddrinfo`).
+    #[default]
+    System,
+    /// A fixed table of names (tests: a name that "resolves" to a private address).
+    Fixed(Arc<HashMap<String, Vec<IpAddr>>>),
+}
+
+/// The HTTP client's DNS resolver: resolves the name, then keeps only the addresses the
+/// policy allows. A name with no allowed address fails to connect.
+#[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: UrlPolicy,
+    names: NameSource,
 }
 
 impl GuardedResolver {
-    /// A resolver enforcing `policy`.
+    /// A resolver enforcing `policy` over the system resolver.
     pub fn new(policy: UrlPolicy) -> Self {
-        Self { policy }
+        Self::with_names(policy, NameSource::System)
+    }
+
+    /// A resolver enforcing `policy` over `names`.
+    pub fn with_names(policy: UrlPolicy, names: NameSource) -> Self {
+        Self { policy, names }
     }
 
     /// Resolves `host` and keeps the allowed addresses (port 0: the client sets the port).
     pub async fn resolve_allowed(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let resolved = tokio::net::lookup_host((host, 0)).await?;
-        let allowed: Vec<SocketAddr> = resolved.filter(|a| self.policy.check_ip(a.ip()).is_ok()).collect();
+        let resolved: Vec<SocketAddr> = match &self.names {
+            NameSource::System => tokio::net::lookup_host((host, 0)).await?.collect(),
+            NameSource::Fixed(table) => table
+                .get(host)
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} is not known")))?
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 0))
+                .collect(),
+        };
+        let allowed: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|a| self.policy.check_ip(a.ip()).is_ok())
+            .collect();
         if allowed.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -224,7 +258,7 @@ impl GuardedResolver {
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = *self;
+        let resolver = self.clone();
         Box::pin(async move {
             let allowed = resolver.resolve_allowed(name.as_str()).await?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)

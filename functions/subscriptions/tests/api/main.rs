@@ -9,5 +9,6 @@ mod errors;
 mod isolation;
 mod logs;
 mod spec;
+mod ssrf;
 mod subscriptions;
 mod support;
