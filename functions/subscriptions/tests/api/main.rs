@@ -6,6 +6,7 @@
 mod auth_callback;
 mod deliveries;
 mod errors;
+mod fuzz;
 mod isolation;
 mod logs;
 mod spec;

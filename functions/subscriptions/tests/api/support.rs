@@ -144,6 +144,11 @@ impl TestApi {
         }
     }
 
+    /// The router itself, for requests built by hand.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// The store's SQLite file.
     pub fn store_path(&self) -> PathBuf {
         self.dir.path().join("store.sqlite3")
