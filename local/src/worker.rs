@@ -69,9 +69,28 @@ where
                 continue;
             }
         };
-        for message in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
-            if let Err(error) = queue.delete(&message.receipt_handle).await {
-                tracing::warn!(queue = config.queue_name, message_id = %message.message_id, %error, "delete failed; the message will come back");
+        let handled: Vec<String> = messages
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id))
+            .map(|m| m.receipt_handle.clone())
+            .collect();
+        if handled.is_empty() {
+            continue;
+        }
+        let count = handled.len();
+        match queue.delete_batch(handled).await {
+            Ok(results) => {
+                let undeleted = results.iter().filter(|r| r.is_err()).count();
+                if undeleted > 0 {
+                    tracing::warn!(
+                        queue = config.queue_name,
+                        undeleted,
+                        "delete failed; those messages will come back"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(queue = config.queue_name, count, %error, "delete failed; the batch will come back");
             }
         }
     }

@@ -165,6 +165,9 @@ impl Queue for FailingQueue {
     async fn delete(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn delete_batch(&self, handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        Ok(handles.iter().map(|_| Ok(())).collect())
+    }
     async fn send_dead_letter(&self, _: &str, _: &str) -> Result<(), StoreError> {
         Ok(())
     }

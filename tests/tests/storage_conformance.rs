@@ -37,6 +37,7 @@ conformance!(
     delivery_log_lists_newest_first_per_subscription,
     auth_callback_config_is_per_merchant,
     queue_send_receive_delete,
+    queue_delete_batch_reports_each_handle,
     queue_batch_reports_every_entry,
     queue_delay_hides_a_message,
     queue_visibility_timeout_redelivers_with_receive_count,
@@ -535,6 +536,34 @@ mod cases {
                 .await
                 .unwrap()
                 .is_empty(),
+            "deleted yet received"
+        );
+    }
+
+    pub async fn queue_delete_batch_reports_each_handle(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("delete-batch", 5).await;
+        let batch: Vec<_> = (0..3).map(|i| message(&format!("d{i}"))).collect();
+        assert!(queue.send_batch(batch).await.unwrap().iter().all(Result::is_ok));
+        let mut received = Vec::new();
+        while received.len() < 3 {
+            let more = queue.receive(10, 30 * SEC, SEC).await.unwrap();
+            assert!(!more.is_empty(), "only {} of 3 arrived", received.len());
+            received.extend(more);
+        }
+        let mut handles: Vec<String> = received.iter().map(|m| m.receipt_handle.clone()).collect();
+        handles.insert(1, "not-a-receipt-handle".into());
+        let results = queue.delete_batch(handles).await.unwrap();
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[1], Err(StoreError::BadReceipt));
+        assert!(
+            results.iter().enumerate().all(|(i, r)| i == 1 || r.is_ok()),
+            "{results:?}"
+        );
+        for m in &received {
+            queue.change_visibility(&m.receipt_handle, Duration::ZERO).await.ok();
+        }
+        assert!(
+            queue.receive(10, 30 * SEC, Duration::ZERO).await.unwrap().is_empty(),
             "deleted yet received"
         );
     }

@@ -773,6 +773,31 @@ impl Queue for EmbeddedQueue {
         }
     }
 
+    async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        if receipt_handles.len() > MAX_BATCH {
+            let why = format!("{} handles, at most {MAX_BATCH} per batch", receipt_handles.len());
+            return Err(StoreError::backend("queue.delete_batch", why));
+        }
+        let name = self.name.clone();
+        call(&self.db, "queue.delete_batch", move |conn| {
+            let tx = write_tx(conn)?;
+            let results = {
+                let mut delete = tx.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?;
+                let mut results = Vec::with_capacity(receipt_handles.len());
+                for receipt in &receipt_handles {
+                    results.push(match delete.execute(params![name, receipt])? {
+                        0 => Err(StoreError::BadReceipt),
+                        _ => Ok(()),
+                    });
+                }
+                results
+            };
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+    }
+
     async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
         let Some(dlq) = self.dlq.clone() else {
             let why = format!("queue {} has no dead-letter queue", self.name);

@@ -202,6 +202,11 @@ pub trait Queue: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes a received message.
     fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes up to [`MAX_BATCH`] received messages at once; one result per handle, in order.
+    fn delete_batch(
+        &self,
+        receipt_handles: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send;
     /// Sends `body` straight to this queue's dead-letter queue with the reason, e.g. for a
     /// message a Lambda handler refuses (the event source mapping deletes the original).
     fn send_dead_letter(&self, body: &str, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -5,7 +5,8 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use super::backend;
@@ -186,6 +187,52 @@ impl Queue for SqsQueue {
             Err(e) if is_bad_receipt(e.code()) => Err(StoreError::BadReceipt),
             Err(e) => Err(backend("sqs.DeleteMessage", e)),
         }
+    }
+
+    async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let op = "sqs.DeleteMessageBatch";
+        if receipt_handles.len() > MAX_BATCH {
+            return Err(StoreError::backend(
+                op,
+                format!("{} entries, at most 10", receipt_handles.len()),
+            ));
+        }
+        if receipt_handles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .map_err(|e| StoreError::backend(op, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut results: Vec<Result<(), StoreError>> = vec![Ok(()); receipt_handles.len()];
+        for failed in output.failed() {
+            if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *slot = Err(if is_bad_receipt(Some(failed.code())) {
+                    StoreError::BadReceipt
+                } else {
+                    StoreError::backend(
+                        op,
+                        format!("{}: {}", failed.code(), failed.message().unwrap_or_default()),
+                    )
+                });
+            }
+        }
+        Ok(results)
     }
 
     async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
