@@ -26,7 +26,7 @@ use crate::routes::{LocalState, create_merchant_with_key, local_routes};
 use crate::worker::{PollerConfig, poll};
 
 /// Concurrent ingest pollers.
-const INGEST_POLLERS: usize = 2;
+const INGEST_POLLERS: usize = 4;
 /// Concurrent deliver pollers: up to this many batches of 10 webhooks in flight.
 const DELIVER_POLLERS: usize = 8;
 /// How long in-flight batches may take to finish after a shutdown signal.
