@@ -2,6 +2,7 @@
 //! languages (Node.js and Python) and moto server, driven as real processes.
 
 pub mod backends;
+pub mod lambda_emulator;
 pub mod merchant;
 pub mod moto;
 pub mod verifiers;
