@@ -21,8 +21,20 @@ use crate::StoreError;
 pub async fn sdk_config_from_env() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(timeouts())
         .load()
         .await
+}
+
+/// Bounds on every AWS call, so that a stuck endpoint fails the call (and SQS redelivers
+/// the batch) instead of holding it forever: one attempt may take 25 s (a 20 s long poll
+/// fits), the whole call with its retries 60 s.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(25))
+        .operation_timeout(std::time::Duration::from_secs(60))
+        .build()
 }
 
 /// An SDK configuration for a local endpoint such as moto server: region us-east-1 and
@@ -31,6 +43,7 @@ pub fn sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(timeouts())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint_url)
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
