@@ -21,6 +21,8 @@ pub struct Stack {
     port: u16,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// Where the stack's stderr (its log) goes, appended across restarts; `None`: inherited.
+    log_file: Option<PathBuf>,
     client: reqwest::Client,
 }
 
@@ -29,20 +31,51 @@ impl Stack {
     pub fn start(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        Self::launch(data_dir.to_path_buf(), webhooks_tests::moto::free_port(), env, args)
+        Self::launch(
+            data_dir.to_path_buf(),
+            webhooks_tests::moto::free_port(),
+            env,
+            args,
+            None,
+        )
     }
 
-    fn launch(data_dir: PathBuf, port: u16, env: Vec<(String, String)>, args: Vec<String>) -> Self {
+    /// The same, with the stack's stderr (its log) appended to `log_file`, across restarts too.
+    #[allow(dead_code, reason = "for the soak, which shares this file")]
+    pub fn start_logging_to(data_dir: &Path, env: &[(&str, &str)], args: &[&str], log_file: &Path) -> Self {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let port = webhooks_tests::moto::free_port();
+        Self::launch(data_dir.to_path_buf(), port, env, args, Some(log_file.to_path_buf()))
+    }
+
+    fn launch(
+        data_dir: PathBuf,
+        port: u16,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+        log_file: Option<PathBuf>,
+    ) -> Self {
+        let stderr = match &log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap_or_else(|e| panic!("open the stack's log file {}: {e}", path.display())),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_webhooks-local"))
             .arg("--port")
             .arg(port.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start webhooks-local");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -77,6 +110,7 @@ impl Stack {
             port,
             env,
             args,
+            log_file,
             client: reqwest::Client::new(),
         }
     }
@@ -85,13 +119,29 @@ impl Stack {
     pub fn kill9_and_restart(mut self) -> Self {
         self.child.kill().expect("kill -9 the stack");
         let _ = self.child.wait();
-        let (data_dir, port, env, args) = (
+        let (data_dir, port, env, args, log_file) = (
             self.data_dir.clone(),
             self.port,
             std::mem::take(&mut self.env),
             std::mem::take(&mut self.args),
+            self.log_file.take(),
         );
-        Self::launch(data_dir, port, env, args)
+        Self::launch(data_dir, port, env, args, log_file)
+    }
+
+    /// The stack's peak resident memory so far (VmHWM), in MB (the local_stack bench).
+    #[allow(dead_code)]
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
     }
 
     /// SIGTERM, and the exit status.
