@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use webhooks_domain::{EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription};
-use webhooks_storage::aws::{DynamoStore, ResourceNames, create_resources, sdk_config_for_endpoint};
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::{EventStore, OutgoingMessage, Queue, SubscriptionStore};
-use webhooks_tests::moto::MotoServer;
+use webhooks_tests::backends::{Aws, Harness};
 
 const QUEUE_MESSAGES: usize = 20_000;
 const DYNAMO_OPERATIONS: usize = 500;
@@ -63,17 +62,9 @@ async fn embedded_queue() {
 }
 
 async fn dynamo_on_moto() {
-    let moto = MotoServer::start();
-    let config = sdk_config_for_endpoint(moto.endpoint());
-    let names = ResourceNames::with_prefix("bench");
-    create_resources(&config, &names, 5).await.unwrap();
-    let store = DynamoStore::connect(
-        aws_sdk_dynamodb::Client::new(&config),
-        names.table,
-        Duration::from_secs(3600),
-    )
-    .await
-    .unwrap();
+    // The same DynamoDB + SQS on moto that the conformance suite runs on.
+    let aws = Aws::new().await;
+    let store = aws.store();
     let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
     let report = |what: &str, elapsed: Duration| {
         println!(
