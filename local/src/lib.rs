@@ -3,6 +3,7 @@
 //! real DynamoDB/SQS adapters against an endpoint).
 
 pub mod cli;
+pub mod retention;
 pub mod routes;
 pub mod worker;
 
@@ -14,13 +15,13 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use webhooks_api::{Api, router};
 use webhooks_auth_callback::AuthCallback;
 use webhooks_deliver::{Deliver, DeliverConfig, http_client};
 use webhooks_domain::{SystemClock, hash_api_key};
 use webhooks_ingest::Ingest;
 use webhooks_runtime::Settings;
 use webhooks_storage::{Backend, Queue};
-use webhooks_subscriptions::{Api, router};
 
 use crate::routes::{LocalState, create_merchant_with_key, local_routes};
 use crate::worker::{PollerConfig, poll};
@@ -96,7 +97,6 @@ where
         clock.clone(),
     ));
     let deliver_config = DeliverConfig {
-        url_policy: settings.url_policy,
         retry_schedule: settings.retry_schedule.clone(),
         timeout: settings.delivery_timeout(),
     };

@@ -3,16 +3,14 @@
 use anyhow::Context;
 use clap::Parser;
 use webhooks_local::cli::{BackendKind, Options};
-use webhooks_local::{StackParts, run};
+use webhooks_local::{StackParts, retention, run};
 use webhooks_runtime::logging::init_logging;
 use webhooks_runtime::{Environment, Settings};
 use webhooks_storage::aws::{
     DynamoStore, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint, sdk_config_from_env,
 };
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
-
-/// Receives before a message goes to its DLQ (as the template's redrive policies).
-const MAX_RECEIVE_COUNT: u32 = 5;
+use webhooks_storage::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,22 +19,24 @@ async fn main() -> anyhow::Result<()> {
     init_logging(settings.log_format);
     match options.backend {
         BackendKind::Embedded => {
-            let store = EmbeddedStore::open(&options.data_dir.join("store.sqlite3"))?;
-            let queue = |name: &str| {
+            let store = EmbeddedStore::open(&options.data_dir.join("store.sqlite3"))?
+                .with_retention_days(settings.retention_days);
+            let queue = |name: &str, max_receive_count| {
                 let dlq = format!("{name}-dlq");
                 store.queue(
                     name,
                     QueueSettings {
                         dlq: Some(dlq),
-                        max_receive_count: MAX_RECEIVE_COUNT,
+                        max_receive_count,
                     },
                 )
             };
             let parts = StackParts {
-                events: queue("events"),
-                deliveries: queue("deliveries"),
+                events: queue("events", EVENTS_MAX_RECEIVE_COUNT),
+                deliveries: queue("deliveries", DELIVERIES_MAX_RECEIVE_COUNT),
                 store: store.clone(),
             };
+            retention::spawn_purge(store);
             run(parts, settings, options.port, &options.data_dir).await
         }
         BackendKind::Aws => {
@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let names = ResourceNames::with_prefix(&options.resource_prefix);
             let urls = if options.create_resources {
-                create_resources(&sdk, &names, MAX_RECEIVE_COUNT).await?
+                create_resources(&sdk, &names).await?
             } else {
                 webhooks_storage::aws::queue_urls(&sdk, &names).await?
             };

@@ -15,7 +15,7 @@ use serde_json::json;
 use webhooks_auth_callback::{AuthCallback, AuthRequest};
 use webhooks_domain::{Merchant, NewApiKey};
 use webhooks_ingest::Ingest;
-use webhooks_storage::{Backend, OutgoingMessage, Queue, StoreError};
+use webhooks_storage::{Backend, OutgoingMessage, QueueSender, StoreError};
 
 /// What the `/local/*` routes use.
 pub struct LocalState<S, Q> {
@@ -33,7 +33,7 @@ pub struct LocalState<S, Q> {
 pub fn local_routes<S, Q>(state: Arc<LocalState<S, Q>>) -> Router
 where
     S: Backend + Clone + 'static,
-    Q: Queue + Clone + 'static,
+    Q: QueueSender + Clone + 'static,
 {
     Router::new()
         .route("/local/merchants", post(create_merchant::<S, Q>))
@@ -95,7 +95,7 @@ fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-async fn create_merchant<S: Backend + Clone + 'static, Q: Queue + Clone + 'static>(
+async fn create_merchant<S: Backend + Clone + 'static, Q: QueueSender + Clone + 'static>(
     State(state): State<Arc<LocalState<S, Q>>>,
     body: Bytes,
 ) -> Response {
@@ -124,7 +124,7 @@ async fn create_merchant<S: Backend + Clone + 'static, Q: Queue + Clone + 'stati
     }
 }
 
-async fn publish_event<S: Backend + Clone + 'static, Q: Queue + Clone + 'static>(
+async fn publish_event<S: Backend + Clone + 'static, Q: QueueSender + Clone + 'static>(
     State(state): State<Arc<LocalState<S, Q>>>,
     body: Bytes,
 ) -> Response {
@@ -150,7 +150,7 @@ async fn publish_event<S: Backend + Clone + 'static, Q: Queue + Clone + 'static>
     }
 }
 
-async fn auth_check<S: Backend + Clone + 'static, Q: Queue + Clone + 'static>(
+async fn auth_check<S: Backend + Clone + 'static, Q: QueueSender + Clone + 'static>(
     State(state): State<Arc<LocalState<S, Q>>>,
     body: Bytes,
 ) -> Response {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tokio::sync::watch;
 use webhooks_runtime::{BatchError, QueueRecord, sqs_event};
-use webhooks_storage::Queue;
+use webhooks_storage::QueueReceiver;
 
 /// The longest a poller waits for a message before looking at the shutdown signal again.
 const LONG_POLL: Duration = Duration::from_secs(1);
@@ -30,7 +30,7 @@ pub struct PollerConfig {
 /// Polls `queue` until `shutdown` turns true; a batch in hand is finished first.
 pub async fn poll<Q, F, Fut>(queue: Q, config: PollerConfig, handler: F, mut shutdown: watch::Receiver<bool>)
 where
-    Q: Queue,
+    Q: QueueReceiver,
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = Result<SqsBatchResponse, BatchError>>,
 {

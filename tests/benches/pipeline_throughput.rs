@@ -13,17 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use webhooks_deliver::{Deliver, DeliverConfig, http_client};
-use webhooks_domain::{
-    DeliveryTask, EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription, SystemClock, UrlPolicy,
-};
+use webhooks_domain::{DeliveryTask, SystemClock, UrlPolicy};
 use webhooks_ingest::Ingest;
 use webhooks_runtime::{QueueRecord, sqs_event};
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
-use webhooks_storage::{Queue, SubscriptionStore};
+use webhooks_storage::{QueueReceiver, SubscriptionStore};
+use webhooks_tests::fixtures::{event, event_message, subscription};
 use webhooks_tests::verifiers::verifiers_dir;
 
 const TASKS: usize = 1_000;
 const SUBSCRIPTIONS: usize = 1_000;
+const MERCHANT: &str = "m_bench";
 const LOOPBACK: UrlPolicy = UrlPolicy {
     allow_http: true,
     allow_private: true,
@@ -40,31 +40,6 @@ fn cpu_time() -> Duration {
         .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
-}
-
-fn subscription(id: String, url: &str) -> Subscription {
-    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
-    Subscription {
-        id,
-        merchant_id: "m_bench".into(),
-        url: url.into(),
-        events: EventName::ALL.to_vec(),
-        description: String::new(),
-        enabled: true,
-        created_at: now,
-        updated_at: now,
-        secrets: SigningSecrets::new(None),
-    }
-}
-
-fn event(id: String) -> PlatformEvent {
-    PlatformEvent {
-        event_id: id,
-        merchant_id: "m_bench".into(),
-        event_name: EventName::CryptoDelivered,
-        order_id: "5a3288ea-0bd4-44d2-af11-aae1f88bbd61".into(),
-        time_stamp: IsoTime::parse_rfc3339("2022-10-26T22:36:41.658Z").unwrap(),
-    }
 }
 
 #[tokio::main]
@@ -97,12 +72,11 @@ async fn main() {
         },
     );
     store
-        .create_subscription(&subscription("sub_target".into(), &url))
+        .create_subscription(&subscription(MERCHANT, "sub_target", &url))
         .await
         .unwrap();
 
     let config = DeliverConfig {
-        url_policy: LOOPBACK,
         retry_schedule: "5s".parse().unwrap(),
         timeout: Duration::from_secs(10),
     };
@@ -114,7 +88,7 @@ async fn main() {
         Arc::new(SystemClock),
     );
     let bodies: Vec<String> = (0..TASKS)
-        .map(|i| serde_json::to_string(&DeliveryTask::first(event(format!("evt_{i}")), "sub_target".into())).unwrap())
+        .map(|i| DeliveryTask::first(event(MERCHANT, &format!("evt_{i}")), "sub_target".into()).to_message_body())
         .collect();
     // Warm up the connection pool and the store.
     let warm = sqs_event(
@@ -153,12 +127,12 @@ async fn main() {
 
     for i in 0..SUBSCRIPTIONS {
         store
-            .create_subscription(&subscription(format!("sub_{i:04}"), &url))
+            .create_subscription(&subscription(MERCHANT, &format!("sub_{i:04}"), &url))
             .await
             .unwrap();
     }
     let ingest = Ingest::new(store.clone(), deliveries.clone(), events, Arc::new(SystemClock));
-    let message = serde_json::json!({"eventId": "evt_fan", "merchantId": "m_bench", "eventName": "crypto_delivered", "orderId": "o1"}).to_string();
+    let message = event_message(&event(MERCHANT, "evt_fan"));
     let before = deliveries.approximate_len().await.unwrap();
     let (cpu_before, started) = (cpu_time(), Instant::now());
     let event = sqs_event(

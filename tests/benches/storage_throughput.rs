@@ -5,13 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use webhooks_domain::{EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription};
+use webhooks_domain::DeliveryTask;
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
-use webhooks_storage::{EventStore, OutgoingMessage, Queue, SubscriptionStore};
+use webhooks_storage::{EventStore, OutgoingMessage, QueueReceiver, QueueSender, SubscriptionStore};
 use webhooks_tests::backends::{Aws, Harness};
+use webhooks_tests::fixtures::{event, subscription};
 
 const QUEUE_MESSAGES: usize = 20_000;
 const DYNAMO_OPERATIONS: usize = 500;
+const MERCHANT: &str = "m_bench";
 
 #[tokio::main]
 async fn main() {
@@ -29,12 +31,14 @@ async fn embedded_queue() {
             max_receive_count: 0,
         },
     );
-    let body = r#"{"event":{"eventId":"0b7c2a52-3f52-5d6b-9a4e-2f0e6c1d8a77","merchantId":"m_1","eventName":"crypto_delivered","orderId":"5a3288ea-0bd4-44d2-af11-aae1f88bbd61","timeStamp":"2022-10-26T22:36:41.658Z"},"subscriptionId":"sub_1","attempt":1}"#;
+    // A delivery task, the deliveries queue's message.
+    let body =
+        DeliveryTask::first(event(MERCHANT, "0b7c2a52-3f52-5d6b-9a4e-2f0e6c1d8a77"), "sub_1".into()).to_message_body();
     let started = Instant::now();
     for _ in 0..QUEUE_MESSAGES / 10 {
         let batch = (0..10)
             .map(|_| OutgoingMessage {
-                body: body.into(),
+                body: body.clone(),
                 delay: Duration::ZERO,
             })
             .collect();
@@ -65,7 +69,6 @@ async fn dynamo_on_moto() {
     // The same DynamoDB + SQS on moto that the conformance suite runs on.
     let aws = Aws::new().await;
     let store = aws.store();
-    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
     let report = |what: &str, elapsed: Duration| {
         println!(
             "dynamodb on moto: {what}: {:.0} ops/s",
@@ -74,24 +77,14 @@ async fn dynamo_on_moto() {
     };
     let started = Instant::now();
     for i in 0..DYNAMO_OPERATIONS {
-        let subscription = Subscription {
-            id: format!("sub_{i:05}"),
-            merchant_id: "m_bench".into(),
-            url: "https://merchant.example/hooks".into(),
-            events: EventName::ALL.to_vec(),
-            description: String::new(),
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-            secrets: SigningSecrets::new(None),
-        };
+        let subscription = subscription(MERCHANT, &format!("sub_{i:05}"), "https://merchant.example/hooks");
         store.create_subscription(&subscription).await.unwrap();
     }
     report("create_subscription (conditional PutItem)", started.elapsed());
     let started = Instant::now();
     for i in 0..DYNAMO_OPERATIONS {
         store
-            .get_subscription("m_bench", &format!("sub_{i:05}"))
+            .get_subscription(MERCHANT, &format!("sub_{i:05}"))
             .await
             .unwrap()
             .unwrap();
@@ -99,13 +92,7 @@ async fn dynamo_on_moto() {
     report("get_subscription (GetItem)", started.elapsed());
     let started = Instant::now();
     for i in 0..DYNAMO_OPERATIONS {
-        let event = PlatformEvent {
-            event_id: format!("evt_{i}"),
-            merchant_id: "m_bench".into(),
-            event_name: EventName::PaymentReceived,
-            order_id: format!("order_{i}"),
-            time_stamp: now,
-        };
+        let event = event(MERCHANT, &format!("evt_{i}"));
         store.record_event(&event, Duration::from_secs(60)).await.unwrap();
     }
     report("record_event (conditional PutItem)", started.elapsed());

@@ -1,15 +1,11 @@
 //! The two backends every whole-system test runs on: the embedded SQLite store and queues,
 //! and DynamoDB + SQS on a real moto server.
 
-use std::time::Duration;
-
-use webhooks_storage::aws::{
-    DynamoStore, ResourceNames, SqsQueue, create_queue_with_dlq, create_resources, sdk_config_for_endpoint,
-};
+use webhooks_storage::aws::{DynamoStore, SqsQueue, create_queue_with_dlq};
 use webhooks_storage::embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
 use webhooks_storage::{Backend, Queue};
 
-use crate::moto::MotoServer;
+use crate::moto::MotoDeployment;
 
 /// A backend under test: its store, and queues with DLQs made on demand.
 #[allow(async_fn_in_trait)]
@@ -65,31 +61,16 @@ impl Harness for Embedded {
     }
 }
 
-/// DynamoDB and SQS on a moto server of its own.
+/// DynamoDB and SQS on a moto server of its own: a [`MotoDeployment`].
 pub struct Aws {
-    store: DynamoStore,
-    sqs: aws_sdk_sqs::Client,
-    _moto: MotoServer,
+    deployment: MotoDeployment,
 }
 
 impl Aws {
     /// A fresh backend.
     pub async fn new() -> Self {
-        let moto = MotoServer::start();
-        let config = sdk_config_for_endpoint(moto.endpoint());
-        let names = ResourceNames::with_prefix("conformance");
-        create_resources(&config, &names, 5).await.unwrap();
-        let store = DynamoStore::connect(
-            aws_sdk_dynamodb::Client::new(&config),
-            names.table,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
         Self {
-            store,
-            sqs: aws_sdk_sqs::Client::new(&config),
-            _moto: moto,
+            deployment: MotoDeployment::start().await,
         }
     }
 }
@@ -98,13 +79,14 @@ impl Harness for Aws {
     type Store = DynamoStore;
     type Queue = SqsQueue;
     fn store(&self) -> &DynamoStore {
-        &self.store
+        &self.deployment.store
     }
     async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (SqsQueue, SqsQueue) {
-        let (url, dlq_url) = create_queue_with_dlq(&self.sqs, name, max_receive_count).await.unwrap();
+        let sqs = &self.deployment.sqs;
+        let (url, dlq_url) = create_queue_with_dlq(sqs, name, max_receive_count).await.unwrap();
         (
-            SqsQueue::new(self.sqs.clone(), url, Some(dlq_url.clone())),
-            SqsQueue::new(self.sqs.clone(), dlq_url, None),
+            SqsQueue::new(sqs.clone(), url, Some(dlq_url.clone())),
+            SqsQueue::new(sqs.clone(), dlq_url, None),
         )
     }
 }

@@ -1,7 +1,9 @@
-//! The harness the whole-system tests share: the merchants' own verifiers in other
-//! languages (Node.js and Python) and moto server, driven as real processes.
+//! The harness the whole-system tests share: moto server and the platform deployed on it,
+//! the functions on a Lambda Runtime API emulator, a loopback merchant, the merchants' own
+//! verifiers in other languages (Node.js and Python), and the test data they all use.
 
 pub mod backends;
+pub mod fixtures;
 pub mod lambda_emulator;
 pub mod merchant;
 pub mod moto;

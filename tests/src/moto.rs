@@ -1,15 +1,25 @@
 //! A real DynamoDB and SQS wire protocol for tests: `moto_server` from the repo's `.venv`,
-//! started on a free loopback port and stopped when the guard drops.
+//! started on a free loopback port and stopped when the guard drops ([`MotoServer`]), and
+//! the platform's table and queues made on it as template.yaml makes them
+//! ([`MotoDeployment`]). Every test on moto starts from these two.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use webhooks_storage::DEFAULT_RETENTION;
+use webhooks_storage::aws::{
+    DynamoStore, QueueUrls, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint,
+};
+
 use crate::verifiers::repo_root;
 
 /// How long moto may take to start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The stack a [`MotoDeployment`] is deployed as: its resources are named as template.yaml
+/// names a stack's, `{STACK_NAME}-table`, `{STACK_NAME}-events`, `{STACK_NAME}-events-dlq`, ...
+pub const STACK_NAME: &str = "webhooks-test";
 
 /// A running moto server; killed on drop.
 pub struct MotoServer {
@@ -66,6 +76,57 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The platform's table and queues on a moto server of their own, made as template.yaml
+/// makes them for the stack [`STACK_NAME`]; moto stops when this drops.
+pub struct MotoDeployment {
+    /// The table, through the platform's own adapter.
+    pub store: DynamoStore,
+    /// An SQS client on moto.
+    pub sqs: aws_sdk_sqs::Client,
+    /// The names of the table and queues.
+    pub names: ResourceNames,
+    /// Both queues and their DLQs.
+    pub queues: QueueUrls,
+    server: MotoServer,
+}
+
+impl MotoDeployment {
+    /// Starts moto, creates the table and both queues with their DLQs and redrive policies
+    /// ([`create_resources`]) and connects to the table.
+    pub async fn start() -> Self {
+        let server = MotoServer::start();
+        let config = sdk_config_for_endpoint(server.endpoint());
+        let names = ResourceNames::with_prefix(STACK_NAME);
+        let queues = create_resources(&config, &names)
+            .await
+            .expect("create the table and queues on moto");
+        let store = DynamoStore::connect(
+            aws_sdk_dynamodb::Client::new(&config),
+            names.table.clone(),
+            DEFAULT_RETENTION,
+        )
+        .await
+        .expect("connect to the table on moto");
+        Self {
+            store,
+            sqs: aws_sdk_sqs::Client::new(&config),
+            names,
+            queues,
+            server,
+        }
+    }
+
+    /// The moto endpoint.
+    pub fn endpoint(&self) -> &str {
+        self.server.endpoint()
+    }
+
+    /// The queue at `url` (one of [`MotoDeployment::queues`]), through the platform's adapter.
+    pub fn queue(&self, url: &str) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), url, None)
     }
 }
 

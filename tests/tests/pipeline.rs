@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::json;
-use webhooks_deliver::http::EXCERPT_BYTES;
-use webhooks_deliver::{Deliver, DeliverConfig, TaskOutcome, http_client};
+use webhooks_deliver::{Deliver, DeliverConfig, EXCERPT_BYTES, TaskOutcome, http_client};
 use webhooks_domain::{
-    AttemptOutcome, DeliveryStatus, DeliveryTask, EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription,
-    SystemClock, UrlPolicy,
+    AttemptOutcome, DeliveryStatus, DeliveryTask, EventName, IsoTime, Subscription, SystemClock, UrlPolicy,
 };
 use webhooks_ingest::Ingest;
 use webhooks_runtime::{QueueRecord, sqs_event};
 use webhooks_signing::standard::standard_webhooks_secret;
 use webhooks_storage::{
-    DeliveryLog, EventStore, OutgoingMessage, PageRequest, Queue, ReceivedMessage, StoreError, SubscriptionStore,
+    DeliveryLog, EventStore, OutgoingMessage, PageRequest, Queue, QueueReceiver, QueueSender, ReceivedMessage,
+    StoreError, SubscriptionStore,
 };
 use webhooks_tests::backends::Harness;
+use webhooks_tests::fixtures::{event, event_message, subscription};
 use webhooks_tests::merchant::{Happening, TestMerchant, refused_url};
 use webhooks_tests::verifiers::node;
 
@@ -56,35 +56,6 @@ on_both_backends!(
     ingest_fans_out_to_a_thousand_subscriptions,
 );
 
-fn subscription(id: &str, url: &str, events: &[EventName]) -> Subscription {
-    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
-    Subscription {
-        id: id.into(),
-        merchant_id: MERCHANT.into(),
-        url: url.into(),
-        events: events.to_vec(),
-        description: String::new(),
-        enabled: true,
-        created_at: now,
-        updated_at: now,
-        secrets: SigningSecrets::new(Some(format!("secret-{id}-0123456789"))),
-    }
-}
-
-fn event(id: &str) -> PlatformEvent {
-    PlatformEvent {
-        event_id: id.into(),
-        merchant_id: MERCHANT.into(),
-        event_name: EventName::CryptoDelivered,
-        order_id: "5a3288ea-0bd4-44d2-af11-aae1f88bbd61".into(),
-        time_stamp: IsoTime::parse_rfc3339("2022-10-26T22:36:41.658Z").unwrap(),
-    }
-}
-
-fn task_body(task: &DeliveryTask) -> String {
-    serde_json::to_string(task).unwrap()
-}
-
 /// The event SQS would hand the function for these bodies (real SQS event JSON).
 fn event_of(bodies: &[String]) -> SqsEvent {
     let ids: Vec<String> = (0..bodies.len()).map(|i| format!("msg-{i}")).collect();
@@ -117,7 +88,6 @@ fn event_of_received(messages: &[ReceivedMessage]) -> SqsEvent {
 
 fn deliver<H: Harness>(h: &H, deliveries: &H::Queue, schedule: &str, timeout: Duration) -> Deliver<H::Store, H::Queue> {
     let config = DeliverConfig {
-        url_policy: LOOPBACK,
         retry_schedule: schedule.parse().unwrap(),
         timeout,
     };
@@ -131,7 +101,7 @@ fn deliver<H: Harness>(h: &H, deliveries: &H::Queue, schedule: &str, timeout: Du
 }
 
 /// Receives everything visible (waiting up to `wait` for the first), hidden for a minute.
-async fn drain<Q: Queue>(queue: &Q, wait: Duration) -> Vec<ReceivedMessage> {
+async fn drain<Q: QueueReceiver>(queue: &Q, wait: Duration) -> Vec<ReceivedMessage> {
     let mut all = Vec::new();
     loop {
         let received = queue
@@ -149,32 +119,14 @@ async fn drain<Q: Queue>(queue: &Q, wait: Duration) -> Vec<ReceivedMessage> {
 #[derive(Clone)]
 struct FailingQueue;
 
-impl Queue for FailingQueue {
+impl QueueSender for FailingQueue {
     async fn send(&self, _: OutgoingMessage) -> Result<(), StoreError> {
         Err(StoreError::backend("test.send", "injected failure"))
     }
     async fn send_batch(&self, _: Vec<OutgoingMessage>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         Err(StoreError::backend("test.send_batch", "injected failure"))
     }
-    async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<ReceivedMessage>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn change_visibility(&self, _: &str, _: Duration) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn delete(&self, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn delete_batch(&self, handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        Ok(handles.iter().map(|_| Ok(())).collect())
-    }
     async fn send_dead_letter(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn approximate_len(&self) -> Result<usize, StoreError> {
-        Ok(0)
-    }
-    async fn move_to_dlq(&self, _: &ReceivedMessage, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -249,7 +201,7 @@ mod cases {
                 "reset",
                 TestMerchant::reset_url().await,
                 None,
-                Some("request_error"),
+                Some("connect_error"),
                 Some((8, 12)),
             ),
             ("huge", merchant.url("/huge"), Some(200), None, None),
@@ -264,13 +216,12 @@ mod cases {
         let mut bodies = Vec::new();
         for (name, url, ..) in &cases {
             h.store()
-                .create_subscription(&subscription(&format!("sub_{name}"), url, &EventName::ALL))
+                .create_subscription(&subscription(MERCHANT, &format!("sub_{name}"), url))
                 .await
                 .unwrap();
-            bodies.push(task_body(&DeliveryTask::first(
-                event(&format!("evt_{name}")),
-                format!("sub_{name}"),
-            )));
+            bodies.push(
+                DeliveryTask::first(event(MERCHANT, &format!("evt_{name}")), format!("sub_{name}")).to_message_body(),
+            );
         }
         let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
         assert!(
@@ -346,17 +297,17 @@ mod cases {
         let (deliveries, _dlq) = h.queue_pair("deliveries-slow-fast", 5).await;
         let deliver = deliver(h, &deliveries, "10s", 10 * SEC);
         h.store()
-            .create_subscription(&subscription("sub_slow", &merchant.url("/slow"), &EventName::ALL))
+            .create_subscription(&subscription(MERCHANT, "sub_slow", &merchant.url("/slow")))
             .await
             .unwrap();
         h.store()
-            .create_subscription(&subscription("sub_fast", &merchant.url("/ok"), &EventName::ALL))
+            .create_subscription(&subscription(MERCHANT, "sub_fast", &merchant.url("/ok")))
             .await
             .unwrap();
         // The slow one is first in the batch.
         let bodies = [
-            task_body(&DeliveryTask::first(event("evt_1"), "sub_slow".into())),
-            task_body(&DeliveryTask::first(event("evt_1"), "sub_fast".into())),
+            DeliveryTask::first(event(MERCHANT, "evt_1"), "sub_slow".into()).to_message_body(),
+            DeliveryTask::first(event(MERCHANT, "evt_1"), "sub_fast".into()).to_message_body(),
         ];
         let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
@@ -372,18 +323,18 @@ mod cases {
         let merchant = TestMerchant::start().await;
         let (deliveries, dlq) = h.queue_pair("deliveries-exhaust", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
-        let mut sub = subscription("sub_down", &merchant.url("/status/503"), &EventName::ALL);
+        let mut sub = subscription(MERCHANT, "sub_down", &merchant.url("/status/503"));
         h.store().create_subscription(&sub).await.unwrap();
-        let first = DeliveryTask::first(event("evt_exhaust"), "sub_down".into());
+        let first = DeliveryTask::first(event(MERCHANT, "evt_exhaust"), "sub_down".into());
         let outcome = deliver
-            .handle_record(&event_of(&[task_body(&first)]).records[0])
+            .handle_record(&event_of(&[first.to_message_body()]).records[0])
             .await
             .unwrap();
         assert!(matches!(outcome, TaskOutcome::RetryScheduled(_)), "{outcome:?}");
 
         let retry = drain(&deliveries, 5 * SEC).await;
         assert_eq!(retry.len(), 1);
-        let second: DeliveryTask = serde_json::from_str(&retry[0].body).unwrap();
+        let second = DeliveryTask::from_message_body(&retry[0].body).unwrap();
         assert_eq!(
             (second.attempt, &second.event),
             (2, &first.event),
@@ -442,18 +393,18 @@ mod cases {
         let (deliveries, _dlq) = h.queue_pair("deliveries-early", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
         h.store()
-            .create_subscription(&subscription("sub_1", &merchant.url("/ok"), &EventName::ALL))
+            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/ok")))
             .await
             .unwrap();
         let due = IsoTime::new(time::OffsetDateTime::now_utc() + Duration::from_secs(3)).unwrap();
         let task = DeliveryTask {
             attempt: 2,
             not_before: Some(due),
-            ..DeliveryTask::first(event("evt_early"), "sub_1".into())
+            ..DeliveryTask::first(event(MERCHANT, "evt_early"), "sub_1".into())
         };
         deliveries
             .send(OutgoingMessage {
-                body: task_body(&task),
+                body: task.to_message_body(),
                 delay: Duration::ZERO,
             })
             .await
@@ -477,12 +428,12 @@ mod cases {
         let merchant = TestMerchant::start().await;
         let (deliveries, _dlq) = h.queue_pair("deliveries-skip", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
-        let mut disabled = subscription("sub_off", &merchant.url("/ok"), &EventName::ALL);
+        let mut disabled = subscription(MERCHANT, "sub_off", &merchant.url("/ok"));
         disabled.enabled = false;
         h.store().create_subscription(&disabled).await.unwrap();
         let bodies = [
-            task_body(&DeliveryTask::first(event("evt_s"), "sub_off".into())),
-            task_body(&DeliveryTask::first(event("evt_s"), "sub_deleted".into())),
+            DeliveryTask::first(event(MERCHANT, "evt_s"), "sub_off".into()).to_message_body(),
+            DeliveryTask::first(event(MERCHANT, "evt_s"), "sub_deleted".into()).to_message_body(),
         ];
         let response = deliver.handle_batch(event_of(&bodies)).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
@@ -511,10 +462,10 @@ mod cases {
         let merchant = TestMerchant::start().await;
         let (deliveries, _dlq) = h.queue_pair("deliveries-verify", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
-        let mut sub = subscription("sub_v", &merchant.url("/ok"), &EventName::ALL);
+        let mut sub = subscription(MERCHANT, "sub_v", &merchant.url("/ok"));
         let original_secret = sub.secrets.current.clone();
         h.store().create_subscription(&sub).await.unwrap();
-        let mut tricky = event("evt_verify");
+        let mut tricky = event(MERCHANT, "evt_verify");
         tricky.order_id = "order \"quoted\" \\ é 😀 \u{2028}".into();
         deliver
             .deliver(&DeliveryTask::first(tricky.clone(), "sub_v".into()))
@@ -525,7 +476,7 @@ mod cases {
             .rotate(IsoTime::new(time::OffsetDateTime::now_utc()).unwrap());
         h.store().update_subscription(&sub).await.unwrap();
         deliver
-            .deliver(&DeliveryTask::first(event("evt_rotated"), "sub_v".into()))
+            .deliver(&DeliveryTask::first(event(MERCHANT, "evt_rotated"), "sub_v".into()))
             .await
             .unwrap();
 
@@ -567,12 +518,6 @@ mod cases {
         Ingest::new(h.store().clone(), deliveries, events, Arc::new(SystemClock))
     }
 
-    fn event_message(event_id: &str) -> String {
-        json!({"eventId": event_id, "merchantId": MERCHANT, "eventName": "crypto_delivered",
-               "orderId": "5a3288ea-0bd4-44d2-af11-aae1f88bbd61", "timeStamp": "2022-10-26T22:36:41.658Z"})
-        .to_string()
-    }
-
     pub async fn ingest_fans_out_once_per_event_id(h: &impl Harness) {
         let (deliveries, _) = h.queue_pair("deliveries-dedupe", 5).await;
         let (events, _) = h.queue_pair("events-dedupe", 5).await;
@@ -582,14 +527,18 @@ mod cases {
             ("sub_c", &[EventName::PaymentReceived]),
         ] {
             h.store()
-                .create_subscription(&subscription(id, "https://merchant.example/hook", events_taken))
+                .create_subscription(&Subscription {
+                    events: events_taken.to_vec(),
+                    ..subscription(MERCHANT, id, "https://merchant.example/hook")
+                })
                 .await
                 .unwrap();
         }
         let ingest = ingest_with(h, deliveries.clone(), events);
         // Enqueued twice, both copies in one batch: one fans out; the other either finds it
         // done (a duplicate) or in progress, and is then left to SQS...
-        let twice = [event_message("evt_dup"), event_message("evt_dup")];
+        let message = event_message(&event(MERCHANT, "evt_dup"));
+        let twice = [message.clone(), message];
         let failed = ingest
             .handle_batch(event_of(&twice))
             .await
@@ -609,7 +558,7 @@ mod cases {
         let tasks: Vec<DeliveryTask> = drain(&deliveries, SEC)
             .await
             .iter()
-            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .map(|m| DeliveryTask::from_message_body(&m.body).unwrap())
             .collect();
         let mut subscriptions: Vec<&str> = tasks.iter().map(|t| t.subscription_id.as_str()).collect();
         subscriptions.sort();
@@ -626,11 +575,11 @@ mod cases {
         let (events, _) = h.queue_pair("events-crash", 5).await;
         for id in ["sub_a", "sub_b"] {
             h.store()
-                .create_subscription(&subscription(id, "https://merchant.example/hook", &EventName::ALL))
+                .create_subscription(&subscription(MERCHANT, id, "https://merchant.example/hook"))
                 .await
                 .unwrap();
         }
-        let message = [event_message("evt_crash")];
+        let message = [event_message(&event(MERCHANT, "evt_crash"))];
         // The failed worker's lease runs out at once, as a crashed one's does before SQS redelivers.
         let broken = Ingest::new(h.store().clone(), FailingQueue, FailingQueue, Arc::new(SystemClock))
             .with_fan_out_lease(Duration::ZERO);
@@ -657,7 +606,7 @@ mod cases {
         let mut delivered: Vec<String> = drain(&deliveries, SEC)
             .await
             .iter()
-            .map(|m| serde_json::from_str::<DeliveryTask>(&m.body).unwrap().subscription_id)
+            .map(|m| DeliveryTask::from_message_body(&m.body).unwrap().subscription_id)
             .collect();
         delivered.sort();
         assert_eq!(delivered, ["sub_a", "sub_b"], "the redelivered event was fanned out");
@@ -667,13 +616,13 @@ mod cases {
         let (deliveries, _) = h.queue_pair("deliveries-malformed", 5).await;
         let (events, events_dlq) = h.queue_pair("events-malformed", 5).await;
         h.store()
-            .create_subscription(&subscription("sub_a", "https://merchant.example/hook", &EventName::ALL))
+            .create_subscription(&subscription(MERCHANT, "sub_a", "https://merchant.example/hook"))
             .await
             .unwrap();
         let ingest = ingest_with(h, deliveries.clone(), events);
         let bodies = [
             "{not json".to_owned(),
-            event_message("evt_good"),
+            event_message(&event(MERCHANT, "evt_good")),
             json!({"merchantId": MERCHANT, "eventName": "refunded", "orderId": "o"}).to_string(),
             json!({"merchantId": MERCHANT, "eventName": "crypto_delivered"}).to_string(),
         ];
@@ -694,13 +643,13 @@ mod cases {
         let (deliveries, _) = h.queue_pair("deliveries-thousand", 5).await;
         let (events, _) = h.queue_pair("events-thousand", 5).await;
         for i in 0..1000 {
-            let sub = subscription(&format!("sub_{i:04}"), "https://merchant.example/hook", &EventName::ALL);
+            let sub = subscription(MERCHANT, &format!("sub_{i:04}"), "https://merchant.example/hook");
             h.store().create_subscription(&sub).await.unwrap();
         }
         let ingest = ingest_with(h, deliveries.clone(), events);
         assert!(
             ingest
-                .handle_batch(event_of(&[event_message("evt_big")]))
+                .handle_batch(event_of(&[event_message(&event(MERCHANT, "evt_big"))]))
                 .await
                 .unwrap()
                 .batch_item_failures

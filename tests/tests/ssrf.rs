@@ -7,12 +7,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use webhooks_deliver::{Deliver, DeliverConfig};
-use webhooks_domain::{
-    DeliveryTask, EventName, IsoTime, NameSource, PlatformEvent, SigningSecrets, Subscription, SystemClock, UrlPolicy,
-};
+use webhooks_deliver::{Deliver, DeliverConfig, USER_AGENT};
+use webhooks_domain::{DeliveryTask, SystemClock, UrlPolicy};
+use webhooks_outbound::{NameSource, OutboundClient};
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::{DeliveryLog, PageRequest, SubscriptionStore};
+use webhooks_tests::fixtures::{event, subscription};
 use webhooks_tests::merchant::TestMerchant;
 
 /// http allowed (the receiver is plain HTTP), private targets not.
@@ -44,10 +44,7 @@ async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
         .iter()
         .map(|(name, ips)| (name.to_string(), ips.iter().map(|ip| ip.parse().unwrap()).collect()))
         .collect();
-    let client = POLICY
-        .client_builder_resolving(NameSource::Fixed(Arc::new(table)))
-        .build()
-        .unwrap();
+    let client = OutboundClient::with_names(POLICY, USER_AGENT, NameSource::Fixed(Arc::new(table))).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("store.sqlite3")).unwrap();
@@ -59,37 +56,21 @@ async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
         },
     );
     let config = DeliverConfig {
-        url_policy: POLICY,
         retry_schedule: "1s".parse().unwrap(),
         timeout: Duration::from_secs(5),
     };
     let deliver = Deliver::new(store.clone(), deliveries, client, config, Arc::new(SystemClock));
-    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
 
     for (i, (name, _)) in hostile.iter().enumerate() {
         let url = format!("http://{name}:{port}/ok");
         assert!(POLICY.check(&url).is_ok(), "{url} should pass the create-time check");
-        let subscription = Subscription {
-            id: format!("sub_{i}"),
-            merchant_id: "m_ssrf".into(),
-            url,
-            events: EventName::ALL.to_vec(),
-            description: String::new(),
-            enabled: true,
-            created_at: now,
-            updated_at: now,
-            secrets: SigningSecrets::new(None),
-        };
+        let subscription = subscription("m_ssrf", &format!("sub_{i}"), &url);
         store.create_subscription(&subscription).await.unwrap();
-        let event = PlatformEvent {
-            event_id: format!("evt_{i}"),
-            merchant_id: "m_ssrf".into(),
-            event_name: EventName::PaymentReceived,
-            order_id: "o".into(),
-            time_stamp: now,
-        };
         deliver
-            .deliver(&DeliveryTask::first(event, subscription.id.clone()))
+            .deliver(&DeliveryTask::first(
+                event("m_ssrf", &format!("evt_{i}")),
+                subscription.id.clone(),
+            ))
             .await
             .unwrap();
         let attempts = store
@@ -97,7 +78,7 @@ async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
             .await
             .unwrap()
             .items;
-        assert_eq!(attempts[0].error.as_deref(), Some("connect_error"), "{name}");
+        assert_eq!(attempts[0].error.as_deref(), Some("blocked_url"), "{name}");
     }
     assert!(
         merchant.requests().is_empty(),

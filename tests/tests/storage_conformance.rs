@@ -9,8 +9,8 @@ use webhooks_domain::{
 };
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{
-    AuthCallbackStore, DeliveryLog, EventStore, MerchantStore, OutgoingMessage, PageRequest, Queue, Recorded,
-    StoreError, SubscriptionStore,
+    AuthCallbackStore, DeliveryLog, Entity, EventStore, MerchantStore, OutgoingMessage, PageRequest, QueueReceiver,
+    QueueSender, Recorded, StoreError, SubscriptionStore,
 };
 use webhooks_tests::backends::Harness;
 
@@ -42,7 +42,7 @@ conformance!(
     queue_delay_hides_a_message,
     queue_visibility_timeout_redelivers_with_receive_count,
     queue_dead_letters_after_max_receive_count,
-    queue_move_to_dlq_and_bad_receipts,
+    queue_dead_letters_on_request_and_refuses_bad_receipts,
     queue_long_poll_wakes_on_send,
 );
 
@@ -116,10 +116,19 @@ mod cases {
     pub async fn merchants_and_api_keys(h: &impl Harness) {
         let store = h.store();
         store.create_merchant(&merchant("m_a"), "hash-a1").await.unwrap();
-        assert!(matches!(
+        assert_eq!(
             store.create_merchant(&merchant("m_a"), "hash-a9").await,
-            Err(StoreError::Conflict(_))
-        ));
+            Err(StoreError::Conflict(Entity::Merchant))
+        );
+        assert_eq!(
+            store.create_merchant(&merchant("m_b"), "hash-a1").await,
+            Err(StoreError::Conflict(Entity::ApiKey))
+        );
+        assert_eq!(
+            store.get_merchant("m_b").await.unwrap(),
+            None,
+            "a refused merchant was kept"
+        );
         assert_eq!(store.get_merchant("m_a").await.unwrap(), Some(merchant("m_a")));
         assert_eq!(store.get_merchant("m_nobody").await.unwrap(), None);
         assert_eq!(
@@ -137,6 +146,10 @@ mod cases {
             Some(merchant("m_a"))
         );
         assert_eq!(store.add_api_key("m_nobody", "hash-x").await, Err(StoreError::NotFound));
+        assert_eq!(
+            store.add_api_key("m_a", "hash-a2").await,
+            Err(StoreError::Conflict(Entity::ApiKey))
+        );
         assert!(store.revoke_api_key("hash-a1").await.unwrap());
         assert!(!store.revoke_api_key("hash-a1").await.unwrap());
         assert_eq!(store.merchant_for_api_key("hash-a1").await.unwrap(), None);
@@ -170,10 +183,10 @@ mod cases {
         let store = h.store();
         let mut sub = subscription("m_a", "sub_1", &EventName::ALL, true);
         store.create_subscription(&sub).await.unwrap();
-        assert!(matches!(
+        assert_eq!(
             store.create_subscription(&sub).await,
-            Err(StoreError::Conflict(_))
-        ));
+            Err(StoreError::Conflict(Entity::Subscription))
+        );
         assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
         assert_eq!(
             store.get_subscription("m_b", "sub_1").await.unwrap(),
@@ -644,20 +657,26 @@ mod cases {
         assert_eq!(dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["poison"]);
     }
 
-    pub async fn queue_move_to_dlq_and_bad_receipts(h: &impl Harness) {
+    /// A handler that refuses a message sends it to the DLQ with a reason; the event source
+    /// mapping (here: the test) deletes the original.
+    pub async fn queue_dead_letters_on_request_and_refuses_bad_receipts(h: &impl Harness) {
         let (queue, dlq) = h.queue_pair("manual-dlq", 5).await;
         queue.send(message("give-up")).await.unwrap();
         let received = queue.receive(1, 30 * SEC, SEC).await.unwrap().remove(0);
-        queue.move_to_dlq(&received, "attempts exhausted").await.unwrap();
+        queue
+            .send_dead_letter(&received.body, "attempts exhausted")
+            .await
+            .unwrap();
+        queue.delete(&received.receipt_handle).await.unwrap();
         let dead = dlq.receive(10, 30 * SEC, SEC).await.unwrap();
         assert_eq!(dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["give-up"]);
-        queue
-            .change_visibility(&received.receipt_handle, Duration::ZERO)
-            .await
-            .ok();
         assert!(
             queue.receive(1, 30 * SEC, Duration::ZERO).await.unwrap().is_empty(),
             "still in the source queue"
+        );
+        assert!(
+            dlq.send_dead_letter("nowhere", "a DLQ has no DLQ").await.is_err(),
+            "a queue without a DLQ took a dead letter"
         );
         assert_eq!(queue.delete("not-a-receipt-handle").await, Err(StoreError::BadReceipt));
         assert_eq!(

@@ -6,70 +6,33 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use webhooks_domain::{
-    AttemptOutcome, DeliveryStatus, DeliveryTask, EventName, IsoTime, PlatformEvent, SigningSecrets, Subscription,
-};
+use webhooks_domain::{AttemptOutcome, DeliveryStatus, DeliveryTask};
 use webhooks_signing::seed::verify_body;
-use webhooks_storage::aws::SqsQueue;
-use webhooks_storage::{DeliveryLog, OutgoingMessage, PageRequest, Queue, SubscriptionStore};
-use webhooks_tests::lambda_emulator::{FunctionProcess, LambdaEmulator, MotoDeployment, bootstrap_binary};
+use webhooks_storage::{DeliveryLog, PageRequest, SubscriptionStore};
+use webhooks_tests::fixtures::{ORDER_ID, event, subscription};
+use webhooks_tests::lambda_emulator::{FunctionProcess, LOOPBACK_URLS, LambdaEmulator, LambdaStack, bootstrap_binary};
 use webhooks_tests::merchant::TestMerchant;
 
 const MERCHANT: &str = "m_lambda_deliver";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
-    let aws = MotoDeployment::start().await;
+    let binary = bootstrap_binary("deliver", env!("CARGO_BIN_EXE_deliver"));
+    // The merchant is on loopback, over http: allowed as in the local stack.
+    let stack = LambdaStack::start("webhooks-deliver", &binary, LOOPBACK_URLS).await;
+    let (aws, emulator, function) = (&stack.aws, &stack.emulator, &stack.function);
     let merchant = TestMerchant::start().await;
-    let now = IsoTime::parse_rfc3339("2026-11-27T00:00:00Z").unwrap();
-    let subscription = Subscription {
-        id: Subscription::new_id(),
-        merchant_id: MERCHANT.into(),
-        url: merchant.url("/ok"),
-        events: vec![EventName::CryptoDelivered],
-        description: String::new(),
-        enabled: true,
-        created_at: now,
-        updated_at: now,
-        secrets: SigningSecrets::new(None),
-    };
+    let subscription = subscription(MERCHANT, "sub_lambda_deliver", &merchant.url("/ok"));
     aws.store.create_subscription(&subscription).await.unwrap();
-    let event = PlatformEvent {
-        event_id: "evt-lambda-deliver-1".into(),
-        merchant_id: MERCHANT.into(),
-        event_name: EventName::CryptoDelivered,
-        order_id: "5a3288ea-0bd4-44d2-af11-aae1f88bbd61".into(),
-        time_stamp: IsoTime::parse_rfc3339("2026-11-27T05:00:00.000Z").unwrap(),
-    };
     // The task as ingest enqueues it, received as the event source mapping receives it.
-    let task = DeliveryTask::first(event, subscription.id.clone());
-    let deliveries = SqsQueue::new(aws.sqs.clone(), aws.queues.deliveries.clone(), None);
-    deliveries
-        .send(OutgoingMessage {
-            body: serde_json::to_string(&task).unwrap(),
-            delay: Duration::ZERO,
-        })
-        .await
-        .unwrap();
-    let sqs_event = aws
-        .receive_sqs_event(&aws.queues.deliveries, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let task = DeliveryTask::first(event(MERCHANT, "evt-lambda-deliver-1"), subscription.id.clone());
+    let sqs_event = stack
+        .sqs_event_carrying(&aws.queues.deliveries, task.to_message_body())
+        .await;
     assert_eq!(sqs_event["Records"].as_array().map(Vec::len), Some(1), "{sqs_event}");
 
-    let emulator = LambdaEmulator::start("webhooks-deliver").await.unwrap();
-    let binary = bootstrap_binary("deliver", env!("CARGO_BIN_EXE_deliver"));
-    let mut env = aws.function_env();
-    // The merchant is on loopback, over http: allowed as in the local stack.
-    env.push(("WEBHOOKS_ALLOW_HTTP".into(), "true".into()));
-    env.push(("WEBHOOKS_ALLOW_PRIVATE_URLS".into(), "true".into()));
-    let mut function = FunctionProcess::spawn(&binary, &emulator, &env).unwrap();
-    function
-        .wait_until_polling(&emulator, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let answer = emulator.invoke(sqs_event, Duration::from_secs(30)).await;
-    let figures = function.measure(&emulator).unwrap();
+    let figures = function.measure(emulator).unwrap();
     assert_eq!(answer, Ok(json!({ "batchItemFailures": [] })), "{}", function.log());
 
     let received = merchant.wait_for_requests(1, Duration::from_secs(5)).await;
@@ -80,7 +43,7 @@ async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     verify_body(subscription.secrets.current.as_bytes(), webhook.body.as_bytes()).unwrap();
     let body: Value = serde_json::from_str(&webhook.body).unwrap();
     assert_eq!(body["eventName"], "crypto_delivered");
-    assert_eq!(body["orderId"], "5a3288ea-0bd4-44d2-af11-aae1f88bbd61");
+    assert_eq!(body["orderId"], ORDER_ID);
 
     let status = aws
         .store
@@ -98,7 +61,7 @@ async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     assert_eq!(attempts.items[0].status_code, Some(200));
 
     println!("{figures}");
-    function.stop();
+    stack.function.stop();
 }
 
 #[tokio::test]

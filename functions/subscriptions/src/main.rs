@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use webhooks_api::{Api, router};
 use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::SystemClock;
 use webhooks_runtime::lambda::{LambdaContext, QueueName};
-use webhooks_subscriptions::{Api, router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

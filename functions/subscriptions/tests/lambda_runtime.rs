@@ -8,14 +8,11 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use webhooks_domain::{IsoTime, Merchant, NewApiKey};
-use webhooks_storage::{MerchantStore, SubscriptionStore};
-use webhooks_tests::lambda_emulator::{
-    FunctionProcess, LambdaEmulator, MotoDeployment, api_gateway_v2_event, bootstrap_binary,
-};
+use webhooks_storage::SubscriptionStore;
+use webhooks_tests::lambda_emulator::{LambdaStack, api_gateway_v2_event, bootstrap_binary};
 
 const INVOKE: Duration = Duration::from_secs(30);
+const MERCHANT: &str = "m_lambda_subscriptions";
 
 /// The proxy response's status and its body as JSON.
 fn status_and_body(response: &Value) -> (u64, Value) {
@@ -35,14 +32,11 @@ fn status_and_body(response: &Value) -> (u64, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_bootstrap_answers_api_gateway_http_events_on_the_runtime_api() {
-    let aws = MotoDeployment::start().await;
-    let key = NewApiKey::generate();
-    let merchant = Merchant {
-        id: Merchant::new_id(),
-        name: "Lambda merchant".into(),
-        created_at: IsoTime::new(OffsetDateTime::now_utc()).unwrap(),
-    };
-    aws.store.create_merchant(&merchant, &key.hash).await.unwrap();
+    let binary = bootstrap_binary("subscriptions", env!("CARGO_BIN_EXE_subscriptions"));
+    // Lambda's own URL policy (https to public hosts only): no override.
+    let stack = LambdaStack::start("webhooks-subscriptions", &binary, &[]).await;
+    let (emulator, function) = (&stack.emulator, &stack.function);
+    let key = stack.add_merchant(MERCHANT).await;
     let authorization = format!("Bearer {}", key.clear_text);
     let headers = [
         ("authorization", authorization.as_str()),
@@ -51,18 +45,9 @@ async fn subscriptions_bootstrap_answers_api_gateway_http_events_on_the_runtime_
         ("user-agent", "merchant-sdk/1.0"),
     ];
 
-    let emulator = LambdaEmulator::start("webhooks-subscriptions").await.unwrap();
-    let binary = bootstrap_binary("subscriptions", env!("CARGO_BIN_EXE_subscriptions"));
-    // Lambda's own URL policy (https to public hosts only): no override.
-    let mut function = FunctionProcess::spawn(&binary, &emulator, &aws.function_env()).unwrap();
-    function
-        .wait_until_polling(&emulator, Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
     let list = api_gateway_v2_event("GET", "/v1/subscriptions", &headers, None);
     let listed = emulator.invoke(list.clone(), INVOKE).await;
-    let figures = function.measure(&emulator).unwrap();
+    let figures = function.measure(emulator).unwrap();
     let listed = listed.unwrap_or_else(|e| panic!("{e}\n{}", function.log()));
     assert_eq!(listed["headers"]["content-type"], "application/json", "{listed}");
     assert_eq!(
@@ -82,7 +67,7 @@ async fn subscriptions_bootstrap_answers_api_gateway_http_events_on_the_runtime_
     let id = created["id"].as_str().unwrap();
     assert_eq!(created["events"], json!(["crypto_delivered"]));
     assert_eq!(created["secret"].as_str().map(str::len), Some(64));
-    let stored = aws.store.get_subscription(&merchant.id, id).await.unwrap().unwrap();
+    let stored = stack.aws.store.get_subscription(MERCHANT, id).await.unwrap().unwrap();
     assert_eq!(stored.url, "https://merchant.example.com/webhooks");
 
     let (status, page) = status_and_body(&emulator.invoke(list, INVOKE).await.unwrap());
@@ -94,5 +79,5 @@ async fn subscriptions_bootstrap_answers_api_gateway_http_events_on_the_runtime_
     assert_eq!(status, 401, "{refused}");
 
     println!("{figures}");
-    function.stop();
+    stack.function.stop();
 }

@@ -37,6 +37,16 @@ impl DeliveryTask {
             manual: false,
         }
     }
+
+    /// The task as a deliveries-queue message body: the one encoding of a task.
+    pub fn to_message_body(&self) -> String {
+        serde_json::to_string(self).expect("delivery tasks serialize")
+    }
+
+    /// A task from a deliveries-queue message body.
+    pub fn from_message_body(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
 }
 
 /// How one attempt ended.

@@ -17,4 +17,4 @@ pub use event::{EventError, EventName, IsoTime, PlatformEvent};
 pub use merchant::{Merchant, NewApiKey, hash_api_key};
 pub use retry::{FailureKind, RetrySchedule};
 pub use subscription::{SigningSecrets, Subscription};
-pub use url_policy::{BlockedClass, GuardedResolver, NameSource, UrlPolicy, UrlRefusal};
+pub use url_policy::{BlockedClass, UrlPolicy, UrlRefusal};

@@ -3,15 +3,13 @@
 //! Two checks, one policy. [`UrlPolicy::check`] judges a URL when a merchant saves it and
 //! again before each request: the scheme, and a host that is an IP literal in any spelling
 //! (the WHATWG parser turns `2130706433`, `0x7f.1`, `0177.0.0.1` and `[::ffff:7f00:1]` into
-//! addresses) or `localhost`. A hostname need not resolve then; [`GuardedResolver`] is the
-//! HTTP client's DNS resolver and drops blocked addresses at connect time, so a name that
-//! later resolves to a private address (DNS rebinding) reaches nothing.
+//! addresses) or `localhost`. A hostname need not resolve then: the outbound HTTP client's
+//! guarded resolver (`webhooks-outbound`) judges every address it resolves to with
+//! [`UrlPolicy::check_ip`] at connect time, so a name that later resolves to a private
+//! address (DNS rebinding) reaches nothing.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
@@ -135,23 +133,6 @@ impl UrlPolicy {
             _ => Ok(()),
         }
     }
-
-    /// A reqwest client builder that enforces this policy at connect time: the guarded
-    /// resolver, no redirects, no proxies from the environment, rustls.
-    pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        self.client_builder_resolving(NameSource::System)
-    }
-
-    /// The same, resolving names from `names` (a fixed table stands in for a hostile DNS
-    /// server in tests).
-    pub fn client_builder_resolving(&self, names: NameSource) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver::with_names(*self, names)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .use_rustls_tls()
-    }
 }
 
 /// The class of a blocked address, or `None` for a public one. IPv6 forms that embed an
@@ -200,70 +181,6 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<BlockedClass> {
         [0x2001, 0xdb8, ..] | [0x2001, 0, ..] | [0x100, 0, 0, 0, ..] => BlockedClass::Reserved,
         _ => return None,
     })
-}
-
-/// Where the guarded resolver gets addresses from.
-#[derive(Debug, Clone, Default)]
-pub enum NameSource {
-    /// The system resolver (`getaddrinfo`).
-    #[default]
-    System,
-    /// A fixed table of names (tests: a name that "resolves" to a private address).
-    Fixed(Arc<HashMap<String, Vec<IpAddr>>>),
-}
-
-/// The HTTP client's DNS resolver: resolves the name, then keeps only the addresses the
-/// policy allows. A name with no allowed address fails to connect.
-#[derive(Debug, Clone)]
-pub struct GuardedResolver {
-    policy: UrlPolicy,
-    names: NameSource,
-}
-
-impl GuardedResolver {
-    /// A resolver enforcing `policy` over the system resolver.
-    pub fn new(policy: UrlPolicy) -> Self {
-        Self::with_names(policy, NameSource::System)
-    }
-
-    /// A resolver enforcing `policy` over `names`.
-    pub fn with_names(policy: UrlPolicy, names: NameSource) -> Self {
-        Self { policy, names }
-    }
-
-    /// Resolves `host` and keeps the allowed addresses (port 0: the client sets the port).
-    pub async fn resolve_allowed(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let resolved: Vec<SocketAddr> = match &self.names {
-            NameSource::System => tokio::net::lookup_host((host, 0)).await?.collect(),
-            NameSource::Fixed(table) => table
-                .get(host)
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} is not known")))?
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, 0))
-                .collect(),
-        };
-        let allowed: Vec<SocketAddr> = resolved
-            .into_iter()
-            .filter(|a| self.policy.check_ip(a.ip()).is_ok())
-            .collect();
-        if allowed.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{host} resolves only to blocked addresses"),
-            ));
-        }
-        Ok(allowed)
-    }
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.clone();
-        Box::pin(async move {
-            let allowed = resolver.resolve_allowed(name.as_str()).await?;
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 #[cfg(test)]
@@ -434,34 +351,5 @@ mod tests {
             http_only.check("http://127.0.0.1/").map(|_| ()),
             blocked("127.0.0.1", BlockedClass::Loopback)
         );
-    }
-
-    #[tokio::test]
-    async fn resolver_drops_names_that_resolve_to_blocked_addresses() {
-        let strict = GuardedResolver::new(STRICT);
-        let error = strict.resolve_allowed("localhost").await.unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
-        let open = GuardedResolver::new(UrlPolicy {
-            allow_http: true,
-            allow_private: true,
-        });
-        assert!(!open.resolve_allowed("localhost").await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn guarded_client_cannot_reach_loopback_by_name() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let policy = UrlPolicy {
-            allow_http: true,
-            allow_private: false,
-        };
-        let client = policy.client_builder().build().unwrap();
-        let error = client
-            .get(format!("http://localhost:{port}/"))
-            .send()
-            .await
-            .unwrap_err();
-        assert!(error.is_connect(), "{error:?}");
     }
 }

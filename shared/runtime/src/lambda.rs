@@ -1,9 +1,15 @@
-//! What every Lambda `main` starts from: settings, logging, the SDK and the table.
+//! What every Lambda `main` starts from: settings, logging, the SDK and the table; and
+//! the runtime loop of the functions behind an SQS event source.
+
+use std::future::Future;
 
 use anyhow::Context;
 use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks_storage::aws::{DynamoStore, SqsQueue, sdk_config_from_env};
 
+use crate::batch::BatchError;
 use crate::logging::init_logging;
 use crate::settings::{Environment, Settings, SettingsError};
 
@@ -58,4 +64,18 @@ impl LambdaContext {
             Some(dlq.to_owned()),
         ))
     }
+}
+
+/// Runs the Lambda runtime loop of a function behind an SQS event source: each invocation's
+/// batch goes to `handle`, and its partial-failure answer (ReportBatchItemFailures) back.
+pub async fn serve_sqs_batches<F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = Result<SqsBatchResponse, BatchError>>,
+{
+    let handle = &handle;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        handle(event.payload).await.map_err(lambda_runtime::Error::from)
+    }))
+    .await
 }

@@ -1,6 +1,6 @@
 //! The ports: what the functions ask of storage and queues, narrow enough that each
 //! handler names exactly what it touches. Every adapter implements all of them and passes
-//! the same conformance suite (`tests/conformance.rs`).
+//! the same conformance suite (`tests/tests/storage_conformance.rs`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -174,10 +174,15 @@ pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// SQS's largest batch.
 pub const MAX_BATCH: usize = 10;
+/// Receives of an events-queue message before it moves to the DLQ (template.yaml's
+/// `EventsQueue` redrive policy; the local stack's embedded queue and moto use the same).
+pub const EVENTS_MAX_RECEIVE_COUNT: u32 = 5;
+/// Receives of a deliveries-queue message before it moves to the DLQ (template.yaml's
+/// `DeliveriesQueue` redrive policy).
+pub const DELIVERIES_MAX_RECEIVE_COUNT: u32 = 6;
 
-/// A queue with SQS semantics: at-least-once, delay, visibility timeout, receive count,
-/// and a dead-letter queue after a maximum receive count.
-pub trait Queue: Send + Sync {
+/// The producer side of a queue with SQS semantics: what a function that only enqueues needs.
+pub trait QueueSender: Send + Sync {
     /// Sends one message.
     fn send(&self, message: OutgoingMessage) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Sends up to [`MAX_BATCH`] messages; one result per message, in order. An entry that
@@ -186,6 +191,14 @@ pub trait Queue: Send + Sync {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> impl Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send;
+    /// Sends `body` straight to this queue's dead-letter queue with the reason, e.g. for a
+    /// message a Lambda handler refuses (the event source mapping deletes the original).
+    fn send_dead_letter(&self, body: &str, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The consumer side of a queue with SQS semantics: at-least-once, visibility timeout,
+/// receive count, and a dead-letter queue after a maximum receive count.
+pub trait QueueReceiver: Send + Sync {
     /// Receives up to `max` (at most 10) messages, hiding them for `visibility`; waits up
     /// to `wait` for the first one.
     fn receive(
@@ -207,18 +220,14 @@ pub trait Queue: Send + Sync {
         &self,
         receipt_handles: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Result<(), StoreError>>, StoreError>> + Send;
-    /// Sends `body` straight to this queue's dead-letter queue with the reason, e.g. for a
-    /// message a Lambda handler refuses (the event source mapping deletes the original).
-    fn send_dead_letter(&self, body: &str, reason: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many messages the queue holds, visible, in flight or delayed (SQS: approximate).
     fn approximate_len(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    /// Moves a received message to this queue's dead-letter queue, with the reason.
-    fn move_to_dlq(
-        &self,
-        message: &ReceivedMessage,
-        reason: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Both sides of a queue, for code that still takes a whole queue; prefer asking for
+/// [`QueueSender`] or [`QueueReceiver`].
+pub trait Queue: QueueSender + QueueReceiver {}
+impl<T: QueueSender + QueueReceiver> Queue for T {}
 
 /// Everything a whole stack needs from one backend.
 pub trait Backend: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore {}

@@ -7,83 +7,44 @@ use std::time::Duration;
 use clap::Parser;
 use webhooks_admin::{AdminError, Cli, Report, add_key, create_merchant, list_merchants, redrive, revoke_key, run};
 use webhooks_domain::{SystemClock, hash_api_key};
-use webhooks_storage::aws::{
-    DynamoStore, QueueUrls, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint,
-};
-use webhooks_storage::{MerchantStore, OutgoingMessage, Queue};
-use webhooks_tests::moto::MotoServer;
+use webhooks_storage::{MerchantStore, OutgoingMessage, QueueReceiver, QueueSender};
+use webhooks_tests::moto::{MotoDeployment, STACK_NAME};
 
-/// The stack name the tests deploy under, so that `--stack` finds `{STACK}-table` etc.
-const STACK: &str = "admin-test";
-
-struct Stack {
-    moto: MotoServer,
-    store: DynamoStore,
-    sqs: aws_sdk_sqs::Client,
-    urls: QueueUrls,
+/// Runs a command line against `aws` with `--endpoint-url` and `--stack` (and nothing from
+/// the environment): the stack name finds the table and queues.
+async fn run_on(aws: &MotoDeployment, args: &[&str]) -> Result<Report, AdminError> {
+    let argv = [
+        "webhooks-admin",
+        "--endpoint-url",
+        aws.endpoint(),
+        "--stack",
+        STACK_NAME,
+    ]
+    .into_iter()
+    .chain(args.iter().copied());
+    run(Cli::try_parse_from(argv).unwrap()).await
 }
 
-impl Stack {
-    /// moto with the table and queues the template makes, named as it names them.
-    async fn deploy() -> Self {
-        let moto = MotoServer::start();
-        let config = sdk_config_for_endpoint(moto.endpoint());
-        let names = ResourceNames::with_prefix(STACK);
-        let urls = create_resources(&config, &names, 5).await.unwrap();
-        let store = DynamoStore::connect(
-            aws_sdk_dynamodb::Client::new(&config),
-            names.table,
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-        Self {
-            moto,
-            store,
-            sqs: aws_sdk_sqs::Client::new(&config),
-            urls,
+/// Every body in the queue at `url`, received (and hidden) once.
+async fn drain(aws: &MotoDeployment, url: &str) -> Vec<String> {
+    let queue = aws.queue(url);
+    let mut bodies = Vec::new();
+    loop {
+        let batch = queue
+            .receive(10, Duration::from_secs(60), Duration::from_secs(1))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return bodies;
         }
-    }
-
-    fn queue(&self, url: &str) -> SqsQueue {
-        SqsQueue::new(self.sqs.clone(), url, None)
-    }
-
-    /// Runs a command line with `--endpoint-url` and `--stack` (and nothing from the environment).
-    async fn run(&self, args: &[&str]) -> Result<Report, AdminError> {
-        let argv = [
-            "webhooks-admin",
-            "--endpoint-url",
-            self.moto.endpoint(),
-            "--stack",
-            STACK,
-        ]
-        .into_iter()
-        .chain(args.iter().copied());
-        run(Cli::try_parse_from(argv).unwrap()).await
-    }
-
-    /// Every body in the queue at `url`, received (and hidden) once.
-    async fn drain(&self, url: &str) -> Vec<String> {
-        let queue = self.queue(url);
-        let mut bodies = Vec::new();
-        loop {
-            let batch = queue
-                .receive(10, Duration::from_secs(60), Duration::from_secs(1))
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                return bodies;
-            }
-            bodies.extend(batch.into_iter().map(|m| m.body));
-        }
+        bodies.extend(batch.into_iter().map(|m| m.body));
     }
 }
 
 #[tokio::test]
 async fn merchants_get_keys_that_authenticate_until_revoked() {
-    let stack = Stack::deploy().await;
-    let store = &stack.store;
+    let aws = MotoDeployment::start().await;
+    let store = &aws.store;
 
     let acme = create_merchant(store, "  Acme Ramp  ", &SystemClock).await.unwrap();
     assert_eq!(acme.merchant.name, "Acme Ramp");
@@ -128,35 +89,35 @@ async fn merchants_get_keys_that_authenticate_until_revoked() {
 
 #[tokio::test]
 async fn the_stack_name_finds_the_table_and_queues() {
-    let stack = Stack::deploy().await;
+    let aws = MotoDeployment::start().await;
 
     let Report::MerchantCreated {
         merchant_id, api_key, ..
-    } = stack.run(&["merchant", "create", "--name", "Acme"]).await.unwrap()
+    } = run_on(&aws, &["merchant", "create", "--name", "Acme"]).await.unwrap()
     else {
         panic!("not a created merchant")
     };
-    let owner = stack.store.merchant_for_api_key(&hash_api_key(&api_key)).await.unwrap();
+    let owner = aws.store.merchant_for_api_key(&hash_api_key(&api_key)).await.unwrap();
     assert_eq!(owner.map(|m| m.id), Some(merchant_id.clone()));
 
     let Report::KeyAdded { api_key: second, .. } =
-        stack.run(&["key", "add", "--merchant", &merchant_id]).await.unwrap()
+        run_on(&aws, &["key", "add", "--merchant", &merchant_id]).await.unwrap()
     else {
         panic!("not an added key")
     };
     assert_eq!(
-        stack.run(&["key", "revoke", "--key", &second]).await.unwrap(),
+        run_on(&aws, &["key", "revoke", "--key", &second]).await.unwrap(),
         Report::KeyRevoked {
             merchant_id: merchant_id.clone()
         }
     );
-    let Report::Merchants { merchants } = stack.run(&["merchant", "list"]).await.unwrap() else {
+    let Report::Merchants { merchants } = run_on(&aws, &["merchant", "list"]).await.unwrap() else {
         panic!("not a listing")
     };
     assert_eq!(merchants.len(), 1);
 
     assert_eq!(
-        stack.run(&["dlq", "count"]).await.unwrap(),
+        run_on(&aws, &["dlq", "count"]).await.unwrap(),
         Report::DlqCounts {
             events_dlq: 0,
             deliveries_dlq: 0
@@ -166,8 +127,8 @@ async fn the_stack_name_finds_the_table_and_queues() {
 
 #[tokio::test]
 async fn redrive_moves_dead_letters_back_to_their_source_queue() {
-    let stack = Stack::deploy().await;
-    let events_dlq = stack.queue(&stack.urls.events_dlq);
+    let aws = MotoDeployment::start().await;
+    let events_dlq = aws.queue(&aws.queues.events_dlq);
     let bodies: Vec<String> = (0..13).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
     for body in &bodies {
         events_dlq
@@ -178,8 +139,7 @@ async fn redrive_moves_dead_letters_back_to_their_source_queue() {
             .await
             .unwrap();
     }
-    stack
-        .queue(&stack.urls.deliveries_dlq)
+    aws.queue(&aws.queues.deliveries_dlq)
         .send(OutgoingMessage {
             body: r#"{"task":1}"#.into(),
             delay: Duration::ZERO,
@@ -187,7 +147,7 @@ async fn redrive_moves_dead_letters_back_to_their_source_queue() {
         .await
         .unwrap();
     assert_eq!(
-        stack.run(&["dlq", "count"]).await.unwrap(),
+        run_on(&aws, &["dlq", "count"]).await.unwrap(),
         Report::DlqCounts {
             events_dlq: 13,
             deliveries_dlq: 1
@@ -196,8 +156,7 @@ async fn redrive_moves_dead_letters_back_to_their_source_queue() {
 
     // --max bounds the move; the rest stays put.
     assert_eq!(
-        stack
-            .run(&["dlq", "redrive", "--queue", "events", "--max", "4"])
+        run_on(&aws, &["dlq", "redrive", "--queue", "events", "--max", "4"])
             .await
             .unwrap(),
         Report::Redriven {
@@ -206,30 +165,34 @@ async fn redrive_moves_dead_letters_back_to_their_source_queue() {
         }
     );
     // Without it, everything (more than one receive batch).
-    let moved = redrive(&events_dlq, &stack.queue(&stack.urls.events), None)
+    let moved = redrive(&events_dlq, &aws.queue(&aws.queues.events), None)
         .await
         .unwrap();
     assert_eq!(moved, 9);
     assert_eq!(events_dlq.approximate_len().await.unwrap(), 0);
-    let mut arrived = stack.drain(&stack.urls.events).await;
+    let mut arrived = drain(&aws, &aws.queues.events).await;
     arrived.sort();
     let mut expected = bodies.clone();
     expected.sort();
     assert_eq!(arrived, expected, "every body back on the events queue, once");
 
     assert_eq!(
-        stack.run(&["dlq", "redrive", "--queue", "deliveries"]).await.unwrap(),
+        run_on(&aws, &["dlq", "redrive", "--queue", "deliveries"])
+            .await
+            .unwrap(),
         Report::Redriven {
             queue: webhooks_admin::QueueKind::Deliveries,
             moved: 1
         }
     );
     assert_eq!(
-        stack.drain(&stack.urls.deliveries).await,
+        drain(&aws, &aws.queues.deliveries).await,
         vec![r#"{"task":1}"#.to_owned()]
     );
     assert_eq!(
-        stack.run(&["dlq", "redrive", "--queue", "deliveries"]).await.unwrap(),
+        run_on(&aws, &["dlq", "redrive", "--queue", "deliveries"])
+            .await
+            .unwrap(),
         Report::Redriven {
             queue: webhooks_admin::QueueKind::Deliveries,
             moved: 0
@@ -240,7 +203,7 @@ async fn redrive_moves_dead_letters_back_to_their_source_queue() {
 /// The binary, as an operator runs it: JSON out, errors on stderr with a non-zero exit.
 #[tokio::test]
 async fn the_binary_mints_a_key_and_names_what_is_missing() {
-    let stack = Stack::deploy().await;
+    let aws = MotoDeployment::start().await;
     let admin = |args: &[&str]| {
         let mut command = Process::new(env!("CARGO_BIN_EXE_webhooks-admin"));
         for variable in [
@@ -253,18 +216,25 @@ async fn the_binary_mints_a_key_and_names_what_is_missing() {
             command.env_remove(variable);
         }
         command
-            .args(["--endpoint-url", stack.moto.endpoint()])
+            .args(["--endpoint-url", aws.endpoint()])
             .args(args)
             .output()
             .unwrap()
     };
 
-    let table = format!("{STACK}-table");
-    let output = admin(&["--table", &table, "merchant", "create", "--name", "Acme", "--json"]);
+    let output = admin(&[
+        "--table",
+        &aws.names.table,
+        "merchant",
+        "create",
+        "--name",
+        "Acme",
+        "--json",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let api_key = created["apiKey"].as_str().unwrap();
-    let owner = stack.store.merchant_for_api_key(&hash_api_key(api_key)).await.unwrap();
+    let owner = aws.store.merchant_for_api_key(&hash_api_key(api_key)).await.unwrap();
     assert_eq!(owner.map(|m| m.id).as_deref(), created["merchantId"].as_str());
 
     let output = admin(&["merchant", "list"]);

@@ -14,6 +14,7 @@ use aws_smithy_http_client::{Builder as HttpClientBuilder, tls};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 
 use crate::StoreError;
+use crate::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
 
 /// The SDK configuration for the environment: credentials and region from the usual
 /// chain (Lambda sets them), one rustls (ring) HTTPS client shared by every AWS client.
@@ -95,17 +96,14 @@ pub struct QueueUrls {
 }
 
 /// Creates the table (on-demand, TTL on `expiresAt`) and both queues with their DLQs and
-/// redrive policies, as template.yaml does in a real deployment. Existing ones are reused.
-pub async fn create_resources(
-    config: &SdkConfig,
-    names: &ResourceNames,
-    max_receive_count: u32,
-) -> Result<QueueUrls, StoreError> {
+/// redrive policies ([`EVENTS_MAX_RECEIVE_COUNT`], [`DELIVERIES_MAX_RECEIVE_COUNT`]), as
+/// template.yaml does in a real deployment. Existing ones are reused.
+pub async fn create_resources(config: &SdkConfig, names: &ResourceNames) -> Result<QueueUrls, StoreError> {
     dynamo::create_table(&aws_sdk_dynamodb::Client::new(config), &names.table).await?;
     let sqs = aws_sdk_sqs::Client::new(config);
-    let (events, events_dlq) = sqs::create_queue_with_dlq(&sqs, &names.events_queue, max_receive_count).await?;
+    let (events, events_dlq) = sqs::create_queue_with_dlq(&sqs, &names.events_queue, EVENTS_MAX_RECEIVE_COUNT).await?;
     let (deliveries, deliveries_dlq) =
-        sqs::create_queue_with_dlq(&sqs, &names.deliveries_queue, max_receive_count).await?;
+        sqs::create_queue_with_dlq(&sqs, &names.deliveries_queue, DELIVERIES_MAX_RECEIVE_COUNT).await?;
     Ok(QueueUrls {
         events,
         events_dlq,

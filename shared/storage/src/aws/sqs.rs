@@ -1,4 +1,4 @@
-//! The SQS adapter of the [`Queue`] port.
+//! The SQS adapter of the queue ports ([`QueueSender`], [`QueueReceiver`]).
 
 use std::time::Duration;
 
@@ -11,16 +11,16 @@ use aws_sdk_sqs::types::{
 
 use super::backend;
 use crate::StoreError;
-use crate::ports::{MAX_BATCH, OutgoingMessage, Queue, ReceivedMessage};
+use crate::ports::{MAX_BATCH, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage};
 
-/// The message attribute that carries why a message was moved to a DLQ.
+/// The message attribute that carries why a message was sent to a DLQ.
 pub const FAILURE_REASON_ATTRIBUTE: &str = "failure_reason";
 /// How many times entries of a batch that failed on the server side are sent again.
 const BATCH_RESENDS: usize = 3;
 /// SQS's longest long poll.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 
-/// One SQS queue, and the DLQ its failures are moved to.
+/// One SQS queue, and the DLQ that dead letters are sent to.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: Client,
@@ -29,7 +29,7 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
-    /// The queue at `url`; `dlq_url` receives what [`Queue::move_to_dlq`] moves.
+    /// The queue at `url`; `dlq_url` receives what [`QueueSender::send_dead_letter`] sends.
     pub fn new(client: Client, url: impl Into<String>, dlq_url: Option<String>) -> Self {
         Self {
             client,
@@ -48,7 +48,7 @@ fn seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)
 }
 
-impl Queue for SqsQueue {
+impl QueueSender for SqsQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<(), StoreError> {
         self.client
             .send_message()
@@ -120,6 +120,29 @@ impl Queue for SqsQueue {
             .collect())
     }
 
+    async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or_else(|| StoreError::backend("sqs.send_dead_letter", "queue has no DLQ"))?;
+        let reason_value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| StoreError::backend("sqs.send_dead_letter", e))?;
+        self.client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(body)
+            .message_attributes(FAILURE_REASON_ATTRIBUTE, reason_value)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.SendMessage(dlq)", e))?;
+        Ok(())
+    }
+}
+
+impl QueueReceiver for SqsQueue {
     async fn receive(
         &self,
         max: usize,
@@ -235,27 +258,6 @@ impl Queue for SqsQueue {
         Ok(results)
     }
 
-    async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
-        let dlq = self
-            .dlq_url
-            .as_deref()
-            .ok_or_else(|| StoreError::backend("sqs.send_dead_letter", "queue has no DLQ"))?;
-        let reason_value = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason)
-            .build()
-            .map_err(|e| StoreError::backend("sqs.send_dead_letter", e))?;
-        self.client
-            .send_message()
-            .queue_url(dlq)
-            .message_body(body)
-            .message_attributes(FAILURE_REASON_ATTRIBUTE, reason_value)
-            .send()
-            .await
-            .map_err(|e| backend("sqs.SendMessage(dlq)", e))?;
-        Ok(())
-    }
-
     async fn approximate_len(&self) -> Result<usize, StoreError> {
         let output = self
             .client
@@ -269,12 +271,6 @@ impl Queue for SqsQueue {
             .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
         let attributes = output.attributes.unwrap_or_default();
         Ok(attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum())
-    }
-
-    async fn move_to_dlq(&self, message: &ReceivedMessage, reason: &str) -> Result<(), StoreError> {
-        // Send first, then delete: a crash in between leaves a copy in both, never in neither.
-        self.send_dead_letter(&message.body, reason).await?;
-        self.delete(&message.receipt_handle).await
     }
 }
 

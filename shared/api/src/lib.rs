@@ -1,0 +1,247 @@
+//! The merchant API (DESIGN §4): subscriptions, their secrets, the delivery log and the
+//! auth-callback configuration, as one axum [`Router`] that the Lambda serves through
+//! `lambda_http` (API Gateway HTTP API, payload v2) and the local stack serves over HTTP.
+//!
+//! Every route is a row of [`ROUTES`]; [`router`] is built from that table and nothing
+//! else, and a test holds the table equal to `openapi.yaml`. Each request is authenticated
+//! by its bearer API key (looked up by SHA-256 hash), counted against the merchant's
+//! [`RateLimit`], and logged once with its `merchant_id`, never with a secret or key.
+//! Whatever a client sends, the answer is a 2xx or a 4xx with `{"error":{"code","message"}}`;
+//! the only 5xx is a 503 when the store or queue fails.
+
+mod auth_callback;
+mod deliveries;
+mod error;
+mod extract;
+mod rate_limit;
+mod subscriptions;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use time::OffsetDateTime;
+use webhooks_auth_callback::AuthCallback;
+use webhooks_domain::{Clock, IsoTime, UrlPolicy, hash_api_key};
+use webhooks_storage::{Backend, QueueSender};
+
+pub use error::ApiError;
+pub use rate_limit::RateLimit;
+
+use crate::error::ErrorCode;
+use crate::extract::Caller;
+use crate::rate_limit::RateLimiter;
+
+/// The largest request body, in bytes (64 KiB); a larger one is a 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a route does; [`ROUTES`] maps each to its method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/subscriptions`.
+    CreateSubscription,
+    /// `GET /v1/subscriptions`.
+    ListSubscriptions,
+    /// `GET /v1/subscriptions/{id}`.
+    GetSubscription,
+    /// `PATCH /v1/subscriptions/{id}`.
+    UpdateSubscription,
+    /// `DELETE /v1/subscriptions/{id}`.
+    DeleteSubscription,
+    /// `GET /v1/subscriptions/{id}/secret`.
+    GetSecret,
+    /// `POST /v1/subscriptions/{id}/secret/rotate`.
+    RotateSecret,
+    /// `POST /v1/subscriptions/{id}/test`.
+    SendTestEvent,
+    /// `GET /v1/subscriptions/{id}/deliveries`.
+    ListDeliveries,
+    /// `POST /v1/subscriptions/{id}/deliveries/{eventId}/retry`.
+    RetryDelivery,
+    /// `GET /v1/auth-callback`.
+    GetAuthCallback,
+    /// `PUT /v1/auth-callback`.
+    PutAuthCallback,
+    /// `DELETE /v1/auth-callback`.
+    DeleteAuthCallback,
+    /// `POST /v1/auth-callback/test`.
+    TestAuthCallback,
+}
+
+/// Every route of the merchant API: method, path (axum and OpenAPI share the `{name}`
+/// syntax) and what it does. [`router`] serves exactly these.
+pub const ROUTES: [(Method, &str, Endpoint); 14] = [
+    (Method::POST, "/v1/subscriptions", Endpoint::CreateSubscription),
+    (Method::GET, "/v1/subscriptions", Endpoint::ListSubscriptions),
+    (Method::GET, "/v1/subscriptions/{id}", Endpoint::GetSubscription),
+    (Method::PATCH, "/v1/subscriptions/{id}", Endpoint::UpdateSubscription),
+    (Method::DELETE, "/v1/subscriptions/{id}", Endpoint::DeleteSubscription),
+    (Method::GET, "/v1/subscriptions/{id}/secret", Endpoint::GetSecret),
+    (
+        Method::POST,
+        "/v1/subscriptions/{id}/secret/rotate",
+        Endpoint::RotateSecret,
+    ),
+    (Method::POST, "/v1/subscriptions/{id}/test", Endpoint::SendTestEvent),
+    (
+        Method::GET,
+        "/v1/subscriptions/{id}/deliveries",
+        Endpoint::ListDeliveries,
+    ),
+    (
+        Method::POST,
+        "/v1/subscriptions/{id}/deliveries/{eventId}/retry",
+        Endpoint::RetryDelivery,
+    ),
+    (Method::GET, "/v1/auth-callback", Endpoint::GetAuthCallback),
+    (Method::PUT, "/v1/auth-callback", Endpoint::PutAuthCallback),
+    (Method::DELETE, "/v1/auth-callback", Endpoint::DeleteAuthCallback),
+    (Method::POST, "/v1/auth-callback/test", Endpoint::TestAuthCallback),
+];
+
+/// The merchant API's dependencies: the store, the deliveries queue (test events and
+/// manual retries), the URL policy, the auth callback (for `/v1/auth-callback/test`), the
+/// clock and the per-merchant rate limit.
+pub struct Api<S, Q> {
+    store: S,
+    deliveries: Q,
+    url_policy: UrlPolicy,
+    auth_callback: AuthCallback<S>,
+    clock: Arc<dyn Clock>,
+    limiter: RateLimiter,
+}
+
+/// The router's state.
+pub type ApiState<S, Q> = State<Arc<Api<S, Q>>>;
+
+impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
+    /// The API over these ports, with the default [`RateLimit`].
+    pub fn new(
+        store: S,
+        deliveries: Q,
+        url_policy: UrlPolicy,
+        auth_callback: AuthCallback<S>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            deliveries,
+            url_policy,
+            auth_callback,
+            clock,
+            limiter: RateLimiter::new(RateLimit::default()),
+        }
+    }
+
+    /// The same API with another per-merchant rate limit.
+    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+        Self {
+            limiter: RateLimiter::new(limit),
+            ..self
+        }
+    }
+
+    /// The merchant whose API key the `Authorization: Bearer` header carries.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let key = headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .filter(|key| !key.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let merchant = self.store.merchant_for_api_key(&hash_api_key(key)).await?;
+        merchant.map(|m| m.id).ok_or_else(ApiError::unauthorized)
+    }
+
+    /// Now, with JavaScript `Date` precision.
+    fn now(&self) -> IsoTime {
+        IsoTime::new(self.clock.now())
+            .unwrap_or_else(|| IsoTime::new(OffsetDateTime::UNIX_EPOCH).expect("the epoch is in range"))
+    }
+}
+
+/// The merchant API as one router with its state applied: the routes of [`ROUTES`],
+/// authenticated, rate limited and logged; JSON 404 and 405 answers; bodies capped at
+/// [`MAX_BODY_BYTES`]. The local stack merges its own `/local/*` routes beside it.
+pub fn router<S: Backend + 'static, Q: QueueSender + 'static>(api: Arc<Api<S, Q>>) -> Router {
+    ROUTES
+        .into_iter()
+        .fold(Router::new(), |router, (method, path, endpoint)| {
+            let filter = MethodFilter::try_from(method).expect("ROUTES holds standard methods");
+            router.route(path, handler::<S, Q>(endpoint, filter))
+        })
+        .route_layer(middleware::from_fn_with_state(api.clone(), guard::<S, Q>))
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+fn handler<S: Backend + 'static, Q: QueueSender + 'static>(
+    endpoint: Endpoint,
+    filter: MethodFilter,
+) -> MethodRouter<Arc<Api<S, Q>>> {
+    match endpoint {
+        Endpoint::CreateSubscription => on(filter, subscriptions::create::<S, Q>),
+        Endpoint::ListSubscriptions => on(filter, subscriptions::list::<S, Q>),
+        Endpoint::GetSubscription => on(filter, subscriptions::get::<S, Q>),
+        Endpoint::UpdateSubscription => on(filter, subscriptions::update::<S, Q>),
+        Endpoint::DeleteSubscription => on(filter, subscriptions::delete::<S, Q>),
+        Endpoint::GetSecret => on(filter, subscriptions::secret::<S, Q>),
+        Endpoint::RotateSecret => on(filter, subscriptions::rotate_secret::<S, Q>),
+        Endpoint::SendTestEvent => on(filter, deliveries::send_test_event::<S, Q>),
+        Endpoint::ListDeliveries => on(filter, deliveries::list::<S, Q>),
+        Endpoint::RetryDelivery => on(filter, deliveries::retry::<S, Q>),
+        Endpoint::GetAuthCallback => on(filter, auth_callback::get::<S, Q>),
+        Endpoint::PutAuthCallback => on(filter, auth_callback::put::<S, Q>),
+        Endpoint::DeleteAuthCallback => on(filter, auth_callback::delete::<S, Q>),
+        Endpoint::TestAuthCallback => on(filter, auth_callback::test::<S, Q>),
+    }
+}
+
+/// Authenticates and rate-limits every request, hands the [`Caller`] to the handler, and
+/// logs the outcome: method, route (the template: ids stay out of it), status, error code,
+/// latency and `merchant_id`; never a header, a body, a path or a query.
+async fn guard<S: Backend + 'static, Q: QueueSender + 'static>(
+    State(api): ApiState<S, Q>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let (merchant_id, response) = match api.authenticate(request.headers()).await {
+        Ok(merchant_id) => {
+            let response = match api.limiter.admit(&merchant_id) {
+                Ok(()) => {
+                    let caller = Caller {
+                        merchant_id: merchant_id.clone(),
+                    };
+                    request.extensions_mut().insert(caller);
+                    next.run(request).await
+                }
+                Err(error) => error.into_response(),
+            };
+            (Some(merchant_id), response)
+        }
+        Err(error) => (None, error.into_response()),
+    };
+    tracing::info!(
+        merchant_id,
+        %method,
+        route,
+        status = response.status().as_u16(),
+        code = response.extensions().get::<ErrorCode>().map(|code| code.0),
+        latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "merchant api request"
+    );
+    response
+}

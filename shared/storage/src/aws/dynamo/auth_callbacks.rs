@@ -1,0 +1,30 @@
+//! Auth-callback configurations: `MERCHANT#{merchantId}` / `AUTH_CALLBACK`, beside the
+//! merchant's subscriptions (which `begins_with(sk, "SUB#")` never reads).
+
+use webhooks_domain::AuthCallbackConfig;
+
+use super::keys::{AUTH_CALLBACK_SK, merchant_pk};
+use super::{DynamoStore, item};
+use crate::StoreError;
+use crate::ports::AuthCallbackStore;
+
+impl AuthCallbackStore for DynamoStore {
+    async fn get_auth_callback(&self, merchant_id: &str) -> Result<Option<AuthCallbackConfig>, StoreError> {
+        self.get_data("dynamodb.get_auth_callback", merchant_pk(merchant_id), AUTH_CALLBACK_SK)
+            .await
+    }
+
+    async fn put_auth_callback(&self, merchant_id: &str, config: &AuthCallbackConfig) -> Result<(), StoreError> {
+        let new = item(merchant_pk(merchant_id), AUTH_CALLBACK_SK.into(), config)?;
+        self.put("dynamodb.put_auth_callback", new, None).await
+    }
+
+    async fn delete_auth_callback(&self, merchant_id: &str) -> Result<bool, StoreError> {
+        self.delete(
+            "dynamodb.delete_auth_callback",
+            merchant_pk(merchant_id),
+            AUTH_CALLBACK_SK.into(),
+        )
+        .await
+    }
+}

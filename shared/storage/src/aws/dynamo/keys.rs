@@ -1,0 +1,45 @@
+//! The table's keys (`docs/data-model.md`, section 2). Attempt sort keys are shared with
+//! the embedded store: `rules::attempt_key`.
+
+/// The partition of every merchant profile.
+pub(super) const MERCHANTS_PK: &str = "MERCHANTS";
+/// What every merchant profile's sort key begins with.
+pub(super) const MERCHANT_PREFIX: &str = "MERCHANT#";
+/// What every subscription's (and delivery status's) sort key begins with.
+pub(super) const SUBSCRIPTION_PREFIX: &str = "SUB#";
+/// The sort key of an API key item.
+pub(super) const API_KEY_SK: &str = "APIKEY";
+/// The sort key of an event item.
+pub(super) const EVENT_SK: &str = "EVENT";
+/// The sort key of a merchant's auth-callback item.
+pub(super) const AUTH_CALLBACK_SK: &str = "AUTH_CALLBACK";
+
+/// A merchant's partition (subscriptions, auth callback), also its profile's sort key.
+pub(super) fn merchant_pk(merchant_id: &str) -> String {
+    format!("{MERCHANT_PREFIX}{merchant_id}")
+}
+
+/// The sort key of a subscription in its merchant's partition, or of a delivery status.
+pub(super) fn subscription_sk(subscription_id: &str) -> String {
+    format!("{SUBSCRIPTION_PREFIX}{subscription_id}")
+}
+
+/// The partition of an API key item.
+pub(super) fn api_key_pk(hash: &str) -> String {
+    format!("APIKEY#{hash}")
+}
+
+/// The partition of an event item.
+pub(super) fn event_pk(event_id: &str) -> String {
+    format!("EVENT#{event_id}")
+}
+
+/// The partition of an event's delivery statuses.
+pub(super) fn delivery_pk(event_id: &str) -> String {
+    format!("DELIVERY#{event_id}")
+}
+
+/// The partition of a subscription's delivery attempts.
+pub(super) fn attempts_pk(merchant_id: &str, subscription_id: &str) -> String {
+    format!("ATTEMPTS#{merchant_id}#{subscription_id}")
+}

@@ -1,0 +1,102 @@
+//! The table itself: creating it with its TTL, and the cursor key every process shares.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+
+use super::{Item, NOT_EXISTS, TTL_ATTRIBUTE, condition_failed};
+use crate::StoreError;
+use crate::aws::backend;
+
+/// Loads the cursor key (`CONFIG` / `CURSOR_KEY`), creating it if no process has yet.
+pub(super) async fn load_or_create_cursor_key(client: &Client, table: &str) -> Result<Vec<u8>, StoreError> {
+    let op = "dynamodb.cursor_key";
+    let key_of = |item: Option<Item>| match item.as_ref().and_then(|i| i.get("key")) {
+        Some(AttributeValue::B(blob)) => Some(blob.as_ref().to_vec()),
+        _ => None,
+    };
+    let read = || async {
+        let output = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S("CONFIG".into()))
+            .key("sk", AttributeValue::S("CURSOR_KEY".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok::<_, StoreError>(key_of(output.item))
+    };
+    if let Some(key) = read().await? {
+        return Ok(key);
+    }
+    let mut fresh = uuid::Uuid::new_v4().as_bytes().to_vec();
+    fresh.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let created = client
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S("CONFIG".into()))
+        .item("sk", AttributeValue::S("CURSOR_KEY".into()))
+        .item("key", AttributeValue::B(Blob::new(fresh.clone())))
+        .condition_expression(NOT_EXISTS)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(fresh),
+        // Another process created it first: use theirs.
+        Err(e) if condition_failed(&e) => read()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("cursor key vanished".into())),
+        Err(e) => Err(backend(op, e)),
+    }
+}
+
+/// Creates the table (pay per request, TTL on `expiresAt`) unless it exists.
+pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let op = "dynamodb.CreateTable";
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| StoreError::backend(op, e))
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| StoreError::backend(op, e))
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(()),
+        Err(e) => return Err(backend(op, e)),
+    }
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(TTL_ATTRIBUTE)
+        .build()
+        .map_err(|e| StoreError::backend(op, e))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(|e| backend("dynamodb.UpdateTimeToLive", e))?;
+    Ok(())
+}

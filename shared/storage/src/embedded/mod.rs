@@ -1,0 +1,67 @@
+//! The embedded backend of the local stack: every port on one SQLite file.
+//!
+//! Whole domain objects are stored as JSON text next to the few columns the queries need
+//! (`schema.rs`). All SQLite work runs on the calling thread, through one helper, on one
+//! connection behind a mutex (`connection.rs`). The queue keeps SQS semantics (delay,
+//! visibility timeout, receive count, DLQ), and a send wakes the receivers long-polling
+//! that queue in this process; receivers also poll every [`POLL_INTERVAL`] so that other
+//! processes sharing the file are seen too. Events, attempts and delivery statuses expire
+//! after the store's retention; [`EmbeddedStore::purge_expired`] deletes them.
+
+mod auth_callbacks;
+mod connection;
+mod delivery_log;
+mod events;
+mod merchants;
+mod queue;
+mod retention;
+mod schema;
+mod subscriptions;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use queue::{EmbeddedQueue, MAX_RECEIVE_REASON, POLL_INTERVAL, QueueSettings};
+
+use self::connection::Db;
+use crate::{DEFAULT_RETENTION, StoreError};
+
+/// The SQLite store of merchants, subscriptions, events, the delivery log and auth callbacks.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Db>,
+    retention: Duration,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating the file, its directory and the schema if need be) the store at
+    /// `path`, keeping what it writes for [`DEFAULT_RETENTION`]. Blocking: call it at startup.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        const OP: &str = "sqlite.open";
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::backend(OP, error))?;
+        }
+        let mut conn = Connection::open(path).map_err(|error| StoreError::backend(OP, error))?;
+        let cursor_key = schema::init(&mut conn).map_err(|error| StoreError::backend(OP, error))?;
+        Ok(Self {
+            db: Arc::new(Db::new(conn, cursor_key)),
+            retention: DEFAULT_RETENTION,
+        })
+    }
+
+    /// A handle on the queue `name` in this store's file (queues share the connection).
+    pub fn queue(&self, name: &str, settings: QueueSettings) -> EmbeddedQueue {
+        EmbeddedQueue::new(Arc::clone(&self.db), name, settings)
+    }
+}
+
+/// A store in a fresh temporary directory, for the unit tests of every part.
+#[cfg(test)]
+fn open_temporary() -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(&dir.path().join("state/local.db")).expect("open");
+    (dir, store)
+}

@@ -1,0 +1,15 @@
+//! The rules every adapter follows, written once: pure functions and key codecs with no
+//! I/O, so that the DynamoDB and the embedded adapter only move bytes and stay one
+//! behaviour.
+//!
+//! - [`fan_out_lease`]: what `record_event` does given what is stored for the event id.
+//! - [`attempt_key`]: where an attempt sits in a subscription's newest-first log.
+//! - [`write_conditions`]: what a create or a replace requires, and the error when it does not hold.
+//! - [`retention`]: how long events, attempts and statuses are kept, and when each expires.
+//! - [`unix_time`]: the unit every stored instant is in.
+
+pub(crate) mod attempt_key;
+pub(crate) mod fan_out_lease;
+pub(crate) mod retention;
+pub(crate) mod unix_time;
+pub(crate) mod write_conditions;

@@ -1,0 +1,128 @@
+//! What a command did, as the operator reads it: text, or camelCase JSON with `--json`.
+
+use std::fmt;
+
+use serde::Serialize;
+use webhooks_domain::Merchant;
+
+use crate::cli::QueueKind;
+
+/// What a command did; printed as text or, with `--json`, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum Report {
+    /// `merchant create`: the clear-text key, shown this once.
+    MerchantCreated {
+        /// The new merchant's id.
+        merchant_id: String,
+        /// Its name.
+        name: String,
+        /// Its first API key.
+        api_key: String,
+    },
+    /// `merchant list`.
+    Merchants {
+        /// Every merchant, by id.
+        merchants: Vec<Merchant>,
+    },
+    /// `key add`: the clear-text key, shown this once.
+    KeyAdded {
+        /// The merchant.
+        merchant_id: String,
+        /// The new key.
+        api_key: String,
+    },
+    /// `key revoke`.
+    KeyRevoked {
+        /// The merchant the key belonged to.
+        merchant_id: String,
+    },
+    /// `dlq redrive`.
+    Redriven {
+        /// The queue whose DLQ was drained.
+        queue: QueueKind,
+        /// Messages moved back.
+        moved: usize,
+    },
+    /// `dlq count`.
+    DlqCounts {
+        /// Messages in the events DLQ.
+        events_dlq: usize,
+        /// Messages in the deliveries DLQ.
+        deliveries_dlq: usize,
+    },
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Report::MerchantCreated {
+                merchant_id,
+                name,
+                api_key,
+            } => {
+                writeln!(f, "merchantId: {merchant_id}\nname: {name}\napiKey: {api_key}")?;
+                writeln!(f, "The API key is shown only now; the table keeps its hash.")
+            }
+            Report::Merchants { merchants } if merchants.is_empty() => writeln!(f, "no merchants"),
+            Report::Merchants { merchants } => {
+                writeln!(f, "{:<36}  {:<24}  NAME", "MERCHANT ID", "CREATED")?;
+                for m in merchants {
+                    writeln!(f, "{:<36}  {:<24}  {}", m.id, m.created_at.to_string(), m.name)?;
+                }
+                Ok(())
+            }
+            Report::KeyAdded { merchant_id, api_key } => {
+                writeln!(f, "merchantId: {merchant_id}\napiKey: {api_key}")?;
+                writeln!(f, "The API key is shown only now; the table keeps its hash.")
+            }
+            Report::KeyRevoked { merchant_id } => writeln!(f, "revoked an API key of {merchant_id}"),
+            Report::Redriven { queue, moved } => writeln!(f, "moved {moved} messages from {queue}-dlq to {queue}"),
+            Report::DlqCounts {
+                events_dlq,
+                deliveries_dlq,
+            } => writeln!(f, "events-dlq: {events_dlq}\ndeliveries-dlq: {deliveries_dlq}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_print_as_text_and_camel_case_json() {
+        let report = Report::MerchantCreated {
+            merchant_id: "m_1".into(),
+            name: "Acme".into(),
+            api_key: "whk_1".into(),
+        };
+        assert!(
+            report
+                .to_string()
+                .starts_with("merchantId: m_1\nname: Acme\napiKey: whk_1\n")
+        );
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::json!({"merchantId": "m_1", "name": "Acme", "apiKey": "whk_1"})
+        );
+        let counts = Report::DlqCounts {
+            events_dlq: 1,
+            deliveries_dlq: 2,
+        };
+        assert_eq!(counts.to_string(), "events-dlq: 1\ndeliveries-dlq: 2\n");
+        assert_eq!(
+            serde_json::to_value(&counts).unwrap(),
+            serde_json::json!({"eventsDlq": 1, "deliveriesDlq": 2})
+        );
+        let redriven = Report::Redriven {
+            queue: QueueKind::Events,
+            moved: 3,
+        };
+        assert_eq!(redriven.to_string(), "moved 3 messages from events-dlq to events\n");
+        assert_eq!(
+            serde_json::to_value(&redriven).unwrap(),
+            serde_json::json!({"queue": "events", "moved": 3})
+        );
+    }
+}
