@@ -1,4 +1,4 @@
-//! The local stack: the merchant API, ingest, deliver and auth-callback in one process,
+//! The local stack: the merchant API, ingest, deliver, the scheduler and auth-callback in one process,
 //! with the same handler code as the Lambdas, on the embedded durable backend (or on the
 //! real DynamoDB/SQS adapters against an endpoint).
 
@@ -21,6 +21,7 @@ use webhooks_deliver::{Deliver, DeliverConfig, http_client};
 use webhooks_domain::{SystemClock, hash_api_key};
 use webhooks_ingest::Ingest;
 use webhooks_runtime::Settings;
+use webhooks_scheduler::Scheduler;
 use webhooks_storage::{Backend, Queue};
 
 use crate::routes::{LocalState, create_merchant_with_key, local_routes};
@@ -30,6 +31,9 @@ use crate::worker::{PollerConfig, poll};
 const INGEST_POLLERS: usize = 4;
 /// Concurrent deliver pollers: up to this many batches of 10 webhooks in flight.
 const DELIVER_POLLERS: usize = 8;
+/// How often the scheduler moves due retries to the deliveries queue (a minute in AWS; a
+/// second here, so that a retry is late by at most that).
+const SCHEDULER_TICK: Duration = Duration::from_secs(1);
 /// How long in-flight batches may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// The file, in the data dir, that remembers the first merchant's id and API key.
@@ -139,6 +143,22 @@ where
         let config = deliver_config.clone();
         pollers.spawn(async move { poll(queue, config, |event| deliver.handle_batch(event), stopped).await });
     }
+
+    let scheduler = Scheduler::new(store.clone(), deliveries.clone(), clock.clone());
+    let mut scheduler_stopped = stopped.clone();
+    pollers.spawn(async move {
+        let mut tick = tokio::time::interval(SCHEDULER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = scheduler_stopped.wait_for(|stop| *stop) => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(error) = scheduler.move_due_tasks().await {
+                tracing::warn!(%error, "moving due retries failed; the next tick tries again");
+            }
+        }
+    });
 
     let state = Arc::new(LocalState {
         store: store.clone(),

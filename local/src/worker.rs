@@ -49,15 +49,7 @@ where
                 continue;
             }
         };
-        let event = sqs_event(
-            &arn,
-            messages.iter().map(|m| QueueRecord {
-                message_id: &m.message_id,
-                receipt_handle: &m.receipt_handle,
-                body: &m.body,
-                receive_count: m.receive_count,
-            }),
-        );
+        let event = sqs_event(&arn, messages.iter().map(QueueRecord::from));
         let failed: Vec<String> = match handler(event).await {
             Ok(response) => response
                 .batch_item_failures

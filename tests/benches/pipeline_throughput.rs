@@ -98,6 +98,7 @@ async fn main() {
             receipt_handle: "w",
             body: &bodies[0],
             receive_count: 1,
+            sent_at_ms: 0,
         }],
     );
     deliver.handle_batch(warm).await.unwrap();
@@ -112,6 +113,7 @@ async fn main() {
                 receipt_handle: id,
                 body,
                 receive_count: 1,
+                sent_at_ms: 0,
             }),
         );
         let response = deliver.handle_batch(event).await.unwrap();
@@ -142,6 +144,7 @@ async fn main() {
             receipt_handle: "e1",
             body: &message,
             receive_count: 1,
+            sent_at_ms: 0,
         }],
     );
     assert!(ingest.handle_batch(event).await.unwrap().batch_item_failures.is_empty());

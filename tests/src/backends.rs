@@ -1,5 +1,6 @@
 //! The two backends every whole-system test runs on: the embedded SQLite store and queues,
-//! and DynamoDB + SQS on a real moto server.
+//! and DynamoDB + SQS on a real moto server behind the AWS quota layer. Both refuse what
+//! AWS refuses, and both count in-flight messages.
 
 use webhooks_storage::aws::{DynamoStore, SqsQueue, create_queue_with_dlq};
 use webhooks_storage::embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
@@ -18,6 +19,9 @@ pub trait Harness {
     fn store(&self) -> &Self::Store;
     /// A fresh queue whose messages go to the returned DLQ after `max_receive_count` receives.
     async fn queue_pair(&self, name: &str, max_receive_count: u32) -> (Self::Queue, Self::Queue);
+    /// How many of `queue`'s messages are in flight (received, not deleted, still hidden),
+    /// as counted against SQS's in-flight quota.
+    async fn in_flight(&self, queue: &Self::Queue) -> usize;
 }
 
 /// The embedded backend in a temporary directory.
@@ -59,9 +63,13 @@ impl Harness for Embedded {
         );
         (queue, dlq)
     }
+    async fn in_flight(&self, queue: &EmbeddedQueue) -> usize {
+        queue.in_flight().await.expect("count the messages in flight")
+    }
 }
 
-/// DynamoDB and SQS on a moto server of its own: a [`MotoDeployment`].
+/// DynamoDB and SQS on a moto server of its own: a [`MotoDeployment`], whose clients go
+/// through the AWS quota layer.
 pub struct Aws {
     deployment: MotoDeployment,
 }
@@ -72,6 +80,11 @@ impl Aws {
         Self {
             deployment: MotoDeployment::start().await,
         }
+    }
+
+    /// The deployment: its clients, resource names and quota layer.
+    pub fn deployment(&self) -> &MotoDeployment {
+        &self.deployment
     }
 }
 
@@ -88,5 +101,8 @@ impl Harness for Aws {
             SqsQueue::new(sqs.clone(), url, Some(dlq_url.clone())),
             SqsQueue::new(sqs.clone(), dlq_url, None),
         )
+    }
+    async fn in_flight(&self, queue: &SqsQueue) -> usize {
+        self.deployment.quota_layer().in_flight(queue.url())
     }
 }

@@ -40,6 +40,7 @@ pub fn subscription(merchant_id: &str, id: &str, url: &str) -> Subscription {
         created_at: created_at(),
         updated_at: created_at(),
         secrets: SigningSecrets::new(None),
+        version: 0,
     }
 }
 

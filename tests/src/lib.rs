@@ -1,8 +1,11 @@
 //! The harness the whole-system tests share: moto server and the platform deployed on it,
-//! the functions on a Lambda Runtime API emulator, a loopback merchant, the merchants' own
-//! verifiers in other languages (Node.js and Python), and the test data they all use.
+//! behind a layer that enforces the AWS quotas moto forgives, the functions on a Lambda
+//! Runtime API emulator, a loopback merchant, the merchants' own verifiers in other
+//! languages (Node.js and Python), and the test data they all use.
 
+pub mod aws_quotas;
 pub mod backends;
+pub mod clock;
 pub mod fixtures;
 pub mod lambda_emulator;
 pub mod merchant;

@@ -1,7 +1,8 @@
 //! A real DynamoDB and SQS wire protocol for tests: `moto_server` from the repo's `.venv`,
 //! started on a free loopback port and stopped when the guard drops ([`MotoServer`]), and
 //! the platform's table and queues made on it as template.yaml makes them
-//! ([`MotoDeployment`]). Every test on moto starts from these two.
+//! ([`MotoDeployment`]), reached through clients that enforce AWS's quotas ([`QuotaLayer`]).
+//! Every test on moto starts from these two.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use webhooks_storage::aws::{
     DynamoStore, QueueUrls, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint,
 };
 
+use crate::aws_quotas::QuotaLayer;
 use crate::verifiers::repo_root;
 
 /// How long moto may take to start listening.
@@ -80,22 +82,27 @@ impl Drop for MotoServer {
 }
 
 /// The platform's table and queues on a moto server of their own, made as template.yaml
-/// makes them for the stack [`STACK_NAME`]; moto stops when this drops.
+/// makes them for the stack [`STACK_NAME`]; moto stops when this drops. Its clients go
+/// through a [`QuotaLayer`], so a request AWS would refuse fails here too.
 pub struct MotoDeployment {
-    /// The table, through the platform's own adapter.
+    /// The table, through the platform's own adapter (on [`MotoDeployment::dynamodb`]).
     pub store: DynamoStore,
-    /// An SQS client on moto.
+    /// A DynamoDB client on moto, through the quota layer.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// An SQS client on moto, through the quota layer.
     pub sqs: aws_sdk_sqs::Client,
     /// The names of the table and queues.
     pub names: ResourceNames,
     /// Both queues and their DLQs.
     pub queues: QueueUrls,
+    quotas: QuotaLayer,
     server: MotoServer,
 }
 
 impl MotoDeployment {
     /// Starts moto, creates the table and both queues with their DLQs and redrive policies
-    /// ([`create_resources`]) and connects to the table.
+    /// ([`create_resources`]), shows the table to the quota layer and connects to it. The
+    /// layer's request counts start after this set-up.
     pub async fn start() -> Self {
         let server = MotoServer::start();
         let config = sdk_config_for_endpoint(server.endpoint());
@@ -103,20 +110,34 @@ impl MotoDeployment {
         let queues = create_resources(&config, &names)
             .await
             .expect("create the table and queues on moto");
-        let store = DynamoStore::connect(
-            aws_sdk_dynamodb::Client::new(&config),
-            names.table.clone(),
-            DEFAULT_RETENTION,
-        )
-        .await
-        .expect("connect to the table on moto");
+        let quotas = QuotaLayer::new();
+        let dynamodb = quotas.dynamodb(&config);
+        // The layer learns the table's keys from its description.
+        dynamodb
+            .describe_table()
+            .table_name(&names.table)
+            .send()
+            .await
+            .expect("describe the table on moto");
+        let store = DynamoStore::connect(dynamodb.clone(), names.table.clone(), DEFAULT_RETENTION)
+            .await
+            .expect("connect to the table on moto");
+        quotas.reset();
         Self {
             store,
-            sqs: aws_sdk_sqs::Client::new(&config),
+            dynamodb,
+            sqs: quotas.sqs(&config),
             names,
             queues,
+            quotas,
             server,
         }
+    }
+
+    /// The quota layer every client of this deployment goes through: its request counts
+    /// and in-flight messages.
+    pub fn quota_layer(&self) -> &QuotaLayer {
+        &self.quotas
     }
 
     /// The moto endpoint.

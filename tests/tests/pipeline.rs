@@ -2,22 +2,25 @@
 //! SQS event JSON, webhooks sent to a real HTTP merchant on loopback.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::json;
-use webhooks_deliver::{Deliver, DeliverConfig, EXCERPT_BYTES, TaskOutcome, http_client};
+use webhooks_deliver::{Deliver, DeliverConfig, EXCERPT_BYTES, RESERVE_AFTER_REQUEST, TaskOutcome, http_client};
 use webhooks_domain::{
-    AttemptOutcome, DeliveryStatus, DeliveryTask, EventName, IsoTime, Subscription, SystemClock, UrlPolicy,
+    AttemptOutcome, Clock, DeliveryStatus, DeliveryTask, EventName, IsoTime, RetrySchedule, Subscription, SystemClock,
+    UrlPolicy,
 };
 use webhooks_ingest::Ingest;
-use webhooks_runtime::{QueueRecord, sqs_event};
+use webhooks_runtime::{Budget, QueueRecord, sqs_event};
+use webhooks_scheduler::Scheduler;
 use webhooks_signing::standard::standard_webhooks_secret;
 use webhooks_storage::{
-    DeliveryLog, EventStore, OutgoingMessage, PageRequest, Queue, QueueReceiver, QueueSender, ReceivedMessage,
-    StoreError, SubscriptionStore,
+    DUE_INDEX_SHARDS, DeliveryLog, EventStore, OutgoingMessage, PageRequest, ParkedRetries, Queue, QueueReceiver,
+    QueueSender, ReceivedMessage, StoreError, SubscriptionStore,
 };
 use webhooks_tests::backends::Harness;
+use webhooks_tests::clock::{ClockDelayedQueue, ManualClock};
 use webhooks_tests::fixtures::{event, event_message, subscription};
 use webhooks_tests::merchant::{Happening, TestMerchant, refused_url};
 use webhooks_tests::verifiers::node;
@@ -28,6 +31,8 @@ const LOOPBACK: UrlPolicy = UrlPolicy {
 };
 const SEC: Duration = Duration::from_secs(1);
 const MERCHANT: &str = "m_pipeline";
+/// When the messages [`event_of`] makes were sent to their queue (SQS's `SentTimestamp`).
+const SENT_AT_MS: i64 = 1_795_000_000_123;
 
 /// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
 macro_rules! on_both_backends {
@@ -47,7 +52,12 @@ on_both_backends!(
     fault_matrix_records_each_attempt_and_schedules_the_next,
     a_slow_merchant_does_not_hold_up_a_fast_one,
     retries_exhaust_into_the_dlq_and_a_redriven_task_delivers,
-    early_retry_messages_are_hidden_until_due,
+    an_early_task_is_scheduled_again_and_never_hidden,
+    a_retry_due_after_15_minutes_waits_in_the_table_until_the_scheduler_moves_it,
+    a_redelivered_task_starts_no_second_chain_and_a_lost_hand_off_is_passed_on,
+    the_default_schedule_runs_27_hours_on_a_clock_with_nothing_in_flight_between_attempts,
+    an_event_without_a_time_stamp_delivered_twice_by_sqs_is_one_event,
+    a_request_that_would_outlast_the_lambda_deadline_is_recorded_as_a_timeout,
     deleted_or_disabled_subscriptions_are_skipped,
     delivered_webhooks_verify_in_node_and_with_standard_webhooks,
     ingest_fans_out_once_per_event_id,
@@ -66,6 +76,7 @@ fn event_of(bodies: &[String]) -> SqsEvent {
             receipt_handle: id,
             body,
             receive_count: 1,
+            sent_at_ms: SENT_AT_MS,
         }),
     ))
     .unwrap();
@@ -77,12 +88,7 @@ fn event_of(bodies: &[String]) -> SqsEvent {
 fn event_of_received(messages: &[ReceivedMessage]) -> SqsEvent {
     sqs_event(
         "arn:aws:sqs:us-east-1:123456789012:deliveries",
-        messages.iter().map(|m| QueueRecord {
-            message_id: &m.message_id,
-            receipt_handle: &m.receipt_handle,
-            body: &m.body,
-            receive_count: m.receive_count,
-        }),
+        messages.iter().map(QueueRecord::from),
     )
 }
 
@@ -98,6 +104,32 @@ fn deliver<H: Harness>(h: &H, deliveries: &H::Queue, schedule: &str, timeout: Du
         config,
         Arc::new(SystemClock),
     )
+}
+
+/// Deliver sending to `queue`, on `clock` (5 s request timeout).
+fn deliver_on_clock<H: Harness, Q: QueueSender>(
+    h: &H,
+    queue: Q,
+    schedule: &str,
+    clock: Arc<ManualClock>,
+) -> Deliver<H::Store, Q> {
+    let config = DeliverConfig {
+        retry_schedule: schedule.parse().unwrap(),
+        timeout: 5 * SEC,
+    };
+    Deliver::new(h.store().clone(), queue, http_client(&LOOPBACK), config, clock)
+}
+
+/// When the earliest parked retry of any shard is due.
+async fn earliest_parked<S: ParkedRetries>(store: &S) -> Option<time::OffsetDateTime> {
+    let mut earliest = None;
+    for shard in 0..DUE_INDEX_SHARDS {
+        if let Some(task) = store.due_tasks(shard, 9_999_999_999_999, 1).await.unwrap().first() {
+            let due = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(task.due_ms) * 1_000_000).unwrap();
+            earliest = Some(earliest.map_or(due, |e: time::OffsetDateTime| e.min(due)));
+        }
+    }
+    earliest
 }
 
 /// Receives everything visible (waiting up to `wait` for the first), hidden for a minute.
@@ -388,7 +420,7 @@ mod cases {
         assert_eq!(ids, ["evt_exhaust"; 3], "every attempt carries the same webhook-id");
     }
 
-    pub async fn early_retry_messages_are_hidden_until_due(h: &impl Harness) {
+    pub async fn an_early_task_is_scheduled_again_and_never_hidden(h: &impl Harness) {
         let merchant = TestMerchant::start().await;
         let (deliveries, _dlq) = h.queue_pair("deliveries-early", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
@@ -411,17 +443,262 @@ mod cases {
             .unwrap();
         let received = drain(&deliveries, 5 * SEC).await;
         let response = deliver.handle_batch(event_of_received(&received)).await.unwrap();
-        assert_eq!(response.batch_item_failures.len(), 1, "an early task is left to SQS");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "an early task is handled (scheduled again), not left in flight"
+        );
         assert!(merchant.requests().is_empty(), "delivered before it was due");
+        for message in &received {
+            deliveries.delete(&message.receipt_handle).await.unwrap();
+        }
         assert!(
             deliveries.receive(10, SEC, Duration::ZERO).await.unwrap().is_empty(),
             "visible before due"
         );
         let again = drain(&deliveries, 6 * SEC).await;
-        assert_eq!(again.len(), 1, "the hidden task came back");
+        assert_eq!(again.len(), 1, "the task came back when due, as a new message");
+        assert_eq!(
+            again[0].receive_count, 1,
+            "a new message, not the old one made visible again"
+        );
         let response = deliver.handle_batch(event_of_received(&again)).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(merchant.requests().len(), 1);
+    }
+
+    pub async fn a_retry_due_after_15_minutes_waits_in_the_table_until_the_scheduler_moves_it(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-parked", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let deliver = deliver_on_clock(h, deliveries.clone(), "2h", clock.clone());
+        let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
+        h.store()
+            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/status/503")))
+            .await
+            .unwrap();
+        let task = DeliveryTask::first(event(MERCHANT, "evt_parked"), "sub_1".into());
+
+        let outcome = deliver.deliver(&task).await.unwrap();
+        let TaskOutcome::RetryScheduled(delay) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(delay > Duration::from_secs(15 * 60), "{delay:?}");
+        assert!(
+            drain(&deliveries, SEC).await.is_empty(),
+            "nothing waits in the queue, visible or in flight"
+        );
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "not due yet");
+
+        clock.advance(delay - Duration::from_secs(60));
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "a minute early");
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 1, "moved once due");
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "and only once");
+
+        let moved = drain(&deliveries, 5 * SEC).await;
+        assert_eq!(moved.len(), 1);
+        let next = DeliveryTask::from_message_body(&moved[0].body).unwrap();
+        assert_eq!((next.attempt, next.event.event_id.as_str()), (2, "evt_parked"));
+        let response = deliver.handle_batch(event_of_received(&moved)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(merchant.requests().len(), 2, "the second attempt was made when due");
+        assert_eq!(
+            drain(&dlq, 5 * SEC).await.len(),
+            1,
+            "the last attempt failed: exhausted"
+        );
+    }
+
+    pub async fn a_redelivered_task_starts_no_second_chain_and_a_lost_hand_off_is_passed_on(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-redelivered", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let broken = deliver_on_clock(h, FailingQueue, "1s", clock.clone());
+        let deliver = deliver_on_clock(h, deliveries.clone(), "1s", clock.clone());
+        let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
+        h.store()
+            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/status/503")))
+            .await
+            .unwrap();
+        let first = DeliveryTask::first(event(MERCHANT, "evt_redelivered"), "sub_1".into());
+
+        // Attempt 1 is recorded, then the queue refuses its retry: SQS would redeliver the task.
+        assert!(
+            broken.deliver(&first).await.is_err(),
+            "the failed hand-off fails the task"
+        );
+        assert_eq!(
+            deliver.deliver(&first).await.unwrap(),
+            TaskOutcome::AlreadyRecorded,
+            "the redelivered task finds its attempt recorded"
+        );
+        assert!(drain(&deliveries, SEC).await.is_empty(), "no retry sent by either");
+
+        // The recorded hand-off waits in the due-time index: the scheduler sends it, once.
+        clock.advance(2 * SEC);
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 1);
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0);
+        let retries = drain(&deliveries, 5 * SEC).await;
+        assert_eq!(retries.len(), 1, "exactly one chain");
+        let second = DeliveryTask::from_message_body(&retries[0].body).unwrap();
+        assert_eq!(second.attempt, 2);
+
+        // The last attempt dead-letters once, however often its task is redelivered.
+        assert_eq!(deliver.deliver(&second).await.unwrap(), TaskOutcome::Exhausted);
+        assert_eq!(deliver.deliver(&second).await.unwrap(), TaskOutcome::AlreadyRecorded);
+        clock.advance(SEC);
+        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "nothing left to hand off");
+        assert_eq!(drain(&dlq, 5 * SEC).await.len(), 1, "one DLQ entry");
+        let attempts = h
+            .store()
+            .list_attempts(MERCHANT, "sub_1", PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        let numbers: Vec<u32> = attempts.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [2, 1], "each attempt in the log once");
+    }
+
+    pub async fn the_default_schedule_runs_27_hours_on_a_clock_with_nothing_in_flight_between_attempts(
+        h: &impl Harness,
+    ) {
+        const SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-27h", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let delayed = ClockDelayedQueue::new(deliveries.clone(), clock.clone());
+        let deliver = deliver_on_clock(h, delayed.clone(), SCHEDULE, clock.clone());
+        let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
+        h.store()
+            .create_subscription(&subscription(MERCHANT, "sub_27h", &merchant.url("/status/503")))
+            .await
+            .unwrap();
+        let first = DeliveryTask::first(event(MERCHANT, "evt_27h"), "sub_27h".into());
+        deliveries
+            .send(OutgoingMessage {
+                body: first.to_message_body(),
+                delay: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+
+        let started = clock.now();
+        let mut attempted_at = Vec::new();
+        for _ in 0..20 {
+            let received = drain(&deliveries, SEC).await;
+            if !received.is_empty() {
+                let response = deliver.handle_batch(event_of_received(&received)).await.unwrap();
+                assert!(response.batch_item_failures.is_empty());
+                for message in &received {
+                    deliveries.delete(&message.receipt_handle).await.unwrap();
+                }
+                attempted_at.extend(received.iter().map(|_| clock.now()));
+            }
+            assert_eq!(
+                deliveries.approximate_len().await.unwrap(),
+                0,
+                "between attempts nothing waits in the queue, visible, delayed or in flight"
+            );
+            // To the next due instant: a held short delay or a parked long one.
+            let parked = earliest_parked(h.store()).await;
+            let Some(next) = [delayed.next_due(), parked].into_iter().flatten().min() else {
+                break;
+            };
+            let ahead = next - clock.now();
+            clock.advance(Duration::try_from(ahead).unwrap_or(Duration::ZERO));
+            delayed.release_due().await;
+            scheduler.move_due_tasks().await.unwrap();
+        }
+
+        assert_eq!(attempted_at.len(), 8, "1 attempt + 7 retries");
+        let schedule: RetrySchedule = SCHEDULE.parse().unwrap();
+        for (n, pair) in attempted_at.windows(2).enumerate() {
+            let waited = (pair[1] - pair[0]).unsigned_abs();
+            let base = schedule.delays()[n];
+            assert!(
+                waited >= base.mul_f64(0.8) && waited <= base.mul_f64(1.2),
+                "retry {} after {waited:?}, base {base:?}",
+                n + 1
+            );
+        }
+        let total = (attempted_at[7] - started).unsigned_abs();
+        assert!(total > Duration::from_secs(22 * 3600), "{total:?}");
+        assert_eq!(drain(&dlq, 5 * SEC).await.len(), 1, "one DLQ entry at the end");
+        let log = h
+            .store()
+            .list_attempts(MERCHANT, "sub_27h", PageRequest::first(20))
+            .await
+            .unwrap()
+            .items;
+        let numbers: Vec<u32> = log.iter().rev().map(|a| a.attempt).collect();
+        assert_eq!(numbers, (1..=8).collect::<Vec<_>>(), "the log is complete");
+        for (attempt, next) in log.iter().rev().zip(log.iter().rev().skip(1)) {
+            assert_eq!(
+                attempt.next_attempt_at,
+                Some(next.attempted_at),
+                "nextAttemptAt was true"
+            );
+        }
+        assert_eq!(log[0].next_attempt_at, None, "the last attempt schedules nothing");
+        assert_eq!(
+            h.store().delivery_status("evt_27h", "sub_27h").await.unwrap(),
+            Some(DeliveryStatus::Failed)
+        );
+    }
+
+    pub async fn an_event_without_a_time_stamp_delivered_twice_by_sqs_is_one_event(h: &impl Harness) {
+        let (deliveries, _) = h.queue_pair("deliveries-sent-at", 5).await;
+        let (events, _) = h.queue_pair("events-sent-at", 5).await;
+        h.store()
+            .create_subscription(&subscription(MERCHANT, "sub_sent_at", "http://127.0.0.1:9/unused"))
+            .await
+            .unwrap();
+        let clock = Arc::new(ManualClock::default());
+        let ingest = Ingest::new(h.store().clone(), deliveries.clone(), events, clock.clone());
+        let body = json!({"merchantId": MERCHANT, "eventName": "crypto_delivered", "orderId": "order-sent-at"});
+        let message = [body.to_string()];
+
+        let first = ingest.handle_batch(event_of(&message)).await.unwrap();
+        // SQS delivers the same message again a minute and a half later (a timeout, a crash).
+        clock.advance(Duration::from_secs(90));
+        let again = ingest.handle_batch(event_of(&message)).await.unwrap();
+        assert!(first.batch_item_failures.is_empty() && again.batch_item_failures.is_empty());
+
+        let tasks = drain(&deliveries, 5 * SEC).await;
+        assert_eq!(tasks.len(), 1, "one event, one delivery task");
+        let task = DeliveryTask::from_message_body(&tasks[0].body).unwrap();
+        assert_eq!(
+            task.event.time_stamp.unix_millis(),
+            SENT_AT_MS,
+            "the missing timeStamp is the time the message was sent"
+        );
+        let stored = h.store().get_event(&task.event.event_id).await.unwrap().unwrap();
+        assert_eq!(stored, task.event, "the same id and body");
+    }
+
+    pub async fn a_request_that_would_outlast_the_lambda_deadline_is_recorded_as_a_timeout(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-deadline", 5).await;
+        // The merchant's own timeout (60 s) is far beyond the invocation's deadline.
+        let deliver = deliver(h, &deliveries, "1s", 60 * SEC);
+        h.store()
+            .create_subscription(&subscription(MERCHANT, "sub_hang", &merchant.url("/hang")))
+            .await
+            .unwrap();
+        let task = DeliveryTask::first(event(MERCHANT, "evt_deadline"), "sub_hang".into());
+        let deadline = SystemTime::now() + RESERVE_AFTER_REQUEST + 2 * SEC;
+        let outcome = tokio::time::timeout(20 * SEC, deliver.deliver_within(&task, Budget::before(deadline)))
+            .await
+            .expect("the attempt ends inside the invocation, not at the merchant's 60 s")
+            .unwrap();
+        assert!(matches!(outcome, TaskOutcome::RetryScheduled(_)), "{outcome:?}");
+        let attempts = h
+            .store()
+            .list_attempts(MERCHANT, "sub_hang", PageRequest::first(1))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(attempts[0].error.as_deref(), Some("timeout"), "recorded as a timeout");
     }
 
     pub async fn deleted_or_disabled_subscriptions_are_skipped(h: &impl Harness) {

@@ -9,9 +9,11 @@ use webhooks_domain::{
 };
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{
-    AuthCallbackStore, DeliveryLog, Entity, EventStore, MerchantStore, OutgoingMessage, PageRequest, QueueReceiver,
-    QueueSender, Recorded, StoreError, SubscriptionStore,
+    AttemptRecorded, AuthCallbackStore, DUE_INDEX_SHARDS, DeliveryLog, Entity, EventStore, HandOff, MerchantStore,
+    OutgoingMessage, PageRequest, ParkedRetries, ParkedTask, QueueReceiver, QueueSender, Recorded, StoreError,
+    SubscriptionStore,
 };
+use webhooks_tests::aws_quotas::{Quota, SQS_MAX_MESSAGE_BYTES, SQS_MAX_VISIBILITY};
 use webhooks_tests::backends::Harness;
 
 /// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
@@ -29,12 +31,16 @@ macro_rules! conformance {
 conformance!(
     merchants_and_api_keys,
     subscriptions_are_crud_within_their_merchant,
+    a_subscription_write_at_the_version_read_stores_the_next_version,
+    a_subscription_write_at_a_stale_version_is_refused_and_changes_nothing,
     subscription_pages_follow_opaque_cursors,
     tampered_or_foreign_cursors_are_refused,
     subscriptions_for_event_skip_disabled_and_other_events,
     events_dedupe_and_keep_their_fan_out_status,
     crash_mid_fan_out_is_resumed_on_redelivery,
     delivery_log_lists_newest_first_per_subscription,
+    an_attempt_is_recorded_once_with_its_status_and_hand_off,
+    parked_retries_come_out_when_due_earliest_first_and_leave_when_unparked,
     auth_callback_config_is_per_merchant,
     queue_send_receive_delete,
     queue_delete_batch_reports_each_handle,
@@ -44,7 +50,58 @@ conformance!(
     queue_dead_letters_after_max_receive_count,
     queue_dead_letters_on_request_and_refuses_bad_receipts,
     queue_long_poll_wakes_on_send,
+    queue_refuses_a_delay_over_fifteen_minutes,
+    queue_refuses_batches_of_more_than_ten_entries,
+    queue_refuses_a_message_over_256_kib,
+    queue_refuses_a_batch_over_256_kib_in_total,
+    queue_refuses_a_visibility_past_twelve_hours_from_the_receive,
+    queue_counts_messages_in_flight,
 );
+
+/// Items written before subscriptions had versions, on the backend where a test cannot
+/// write one through the store's own files (the embedded one's test is beside its adapter).
+mod stored_before_versions {
+    use aws_sdk_dynamodb::types::AttributeValue::{Bool, S, Ss};
+    use webhooks_domain::Subscription;
+    use webhooks_storage::aws::sdk_config_for_endpoint;
+    use webhooks_storage::{StoreError, SubscriptionStore};
+    use webhooks_tests::moto::MotoDeployment;
+
+    #[tokio::test]
+    async fn a_dynamodb_item_without_a_version_is_at_version_0_and_takes_versioned_writes() {
+        let deployment = MotoDeployment::start().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config_for_endpoint(deployment.endpoint()));
+        let legacy = r#"{"id":"sub_1","merchantId":"m_1","url":"https://merchant.example/hook",
+            "events":["payment_received"],"description":"","enabled":true,
+            "createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z",
+            "secrets":{"current":"old-secret-0123456789"}}"#;
+        dynamodb
+            .put_item()
+            .table_name(&deployment.names.table)
+            .item("pk", S("MERCHANT#m_1".into()))
+            .item("sk", S("SUB#sub_1".into()))
+            .item("data", S(legacy.into()))
+            .item("enabled", Bool(true))
+            .item("events", Ss(vec!["payment_received".into()]))
+            .send()
+            .await
+            .unwrap();
+        let store = &deployment.store;
+
+        let read = store.get_subscription("m_1", "sub_1").await.unwrap().unwrap();
+        assert_eq!(read.version, 0);
+        let changed = Subscription {
+            enabled: false,
+            ..read.clone()
+        };
+        store.update_subscription(&changed).await.unwrap();
+        assert_eq!(
+            store.get_subscription("m_1", "sub_1").await.unwrap(),
+            Some(Subscription { version: 1, ..changed })
+        );
+        assert_eq!(store.update_subscription(&read).await, Err(StoreError::VersionConflict));
+    }
+}
 
 fn at(millis: i64) -> IsoTime {
     IsoTime::new(time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap()).unwrap()
@@ -69,6 +126,7 @@ fn subscription(merchant_id: &str, id: &str, events: &[EventName], enabled: bool
         created_at: at(1_700_000_000_000),
         updated_at: at(1_700_000_000_000),
         secrets: SigningSecrets::new(Some(format!("secret-of-{id}-0123456789"))),
+        version: 0,
     }
 }
 
@@ -80,6 +138,16 @@ fn event(id: &str, merchant_id: &str) -> PlatformEvent {
         order_id: format!("order-{id}"),
         time_stamp: at(1_700_000_000_123),
     }
+}
+
+/// Every parked task due by `now_ms`, across the shards, earliest first.
+async fn all_due<S: ParkedRetries>(store: &S, now_ms: i64) -> Vec<ParkedTask> {
+    let mut due = Vec::new();
+    for shard in 0..DUE_INDEX_SHARDS {
+        due.extend(store.due_tasks(shard, now_ms, 100).await.unwrap());
+    }
+    due.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+    due
 }
 
 fn attempt(merchant_id: &str, subscription_id: &str, event_id: &str, number: u32, millis: i64) -> DeliveryAttempt {
@@ -109,6 +177,26 @@ fn message(body: &str) -> OutgoingMessage {
 
 const SEC: Duration = Duration::from_secs(1);
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Asserts that `result` is a refusal naming `quota` as AWS's documentation does (the
+/// embedded queue's own, or the AWS quota layer's in front of moto).
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, StoreError>, quota: Quota) {
+    match result {
+        Err(StoreError::Backend { message, .. }) if message.contains(quota.aws_name()) => {}
+        other => panic!("expected a refusal under {:?}, got {other:?}", quota.aws_name()),
+    }
+}
+
+/// Receives `count` messages, waiting a little for each.
+async fn receive_all<Q: QueueReceiver>(queue: &Q, count: usize) -> Vec<webhooks_storage::ReceivedMessage> {
+    let mut received = Vec::new();
+    while received.len() < count {
+        let more = queue.receive(count - received.len(), 30 * SEC, SEC).await.unwrap();
+        assert!(!more.is_empty(), "only {} of {count} arrived", received.len());
+        received.extend(more);
+    }
+    received
+}
 
 mod cases {
     use super::*;
@@ -198,6 +286,7 @@ mod cases {
         sub.enabled = false;
         sub.secrets.rotate(at(1_700_000_100_000));
         store.update_subscription(&sub).await.unwrap();
+        sub.version = 1;
         assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
         let ghost = subscription("m_a", "sub_ghost", &EventName::ALL, true);
         assert_eq!(store.update_subscription(&ghost).await, Err(StoreError::NotFound));
@@ -214,6 +303,69 @@ mod cases {
         assert!(store.delete_subscription("m_a", "sub_1").await.unwrap());
         assert!(!store.delete_subscription("m_a", "sub_1").await.unwrap());
         assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), None);
+    }
+
+    pub async fn a_subscription_write_at_the_version_read_stores_the_next_version(h: &impl Harness) {
+        let store = h.store();
+        let mut sub = subscription("m_a", "sub_1", &EventName::ALL, true);
+        store.create_subscription(&sub).await.unwrap();
+        for version in 1..=3 {
+            sub = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
+            assert_eq!(sub.version, version - 1);
+            sub.description = format!("change {version}");
+            store.update_subscription(&sub).await.unwrap();
+            let stored = store.get_subscription("m_a", "sub_1").await.unwrap();
+            assert_eq!(stored, Some(Subscription { version, ..sub.clone() }));
+        }
+
+        assert!(store.delete_subscription("m_a", "sub_1").await.unwrap());
+        sub.version = 3;
+        assert_eq!(
+            store.update_subscription(&sub).await,
+            Err(StoreError::NotFound),
+            "a gone subscription is not found at any version"
+        );
+        assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), None);
+    }
+
+    pub async fn a_subscription_write_at_a_stale_version_is_refused_and_changes_nothing(h: &impl Harness) {
+        let store = h.store();
+        let created = subscription("m_a", "sub_1", &EventName::ALL, true);
+        store.create_subscription(&created).await.unwrap();
+        // Two writers read version 0; the first stores its change, at version 1.
+        let mut patch = created.clone();
+        patch.enabled = false;
+        store.update_subscription(&patch).await.unwrap();
+        let after_patch = Subscription { version: 1, ..patch };
+
+        let mut rotation = created.clone();
+        rotation.secrets.rotate(at(1_700_000_100_000));
+        assert_eq!(
+            store.update_subscription(&rotation).await,
+            Err(StoreError::VersionConflict)
+        );
+        let ahead = Subscription {
+            version: 5,
+            ..after_patch.clone()
+        };
+        assert_eq!(
+            store.update_subscription(&ahead).await,
+            Err(StoreError::VersionConflict)
+        );
+        assert_eq!(
+            store.get_subscription("m_a", "sub_1").await.unwrap(),
+            Some(after_patch.clone()),
+            "a refused write changes nothing"
+        );
+
+        // Read again and redone, the rotation keeps the patch.
+        let mut rotation = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
+        rotation.secrets.rotate(at(1_700_000_100_000));
+        store.update_subscription(&rotation).await.unwrap();
+        let stored = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
+        assert_eq!(stored, Subscription { version: 2, ..rotation });
+        assert!(!stored.enabled);
+        assert_ne!(stored.secrets.current, created.secrets.current);
     }
 
     pub async fn subscription_pages_follow_opaque_cursors(h: &impl Harness) {
@@ -422,6 +574,107 @@ mod cases {
             4,
             "one duplicate for the subscription enqueued before the crash"
         );
+    }
+
+    pub async fn an_attempt_is_recorded_once_with_its_status_and_hand_off(h: &impl Harness) {
+        let store = h.store();
+        let base = 1_700_000_000_000;
+        let hand_off = |attempt: u32| HandOff {
+            task_key: format!("evt_1#sub_1#{attempt}"),
+            due_ms: base + 60_000,
+            body: format!("task {attempt}"),
+            dead_letter_reason: None,
+        };
+        let first = attempt("m_a", "sub_1", "evt_1", 1, base);
+        let recorded = store
+            .record_attempt_once(&first, DeliveryStatus::Pending, Some(&hand_off(2)))
+            .await
+            .unwrap();
+        assert_eq!(recorded, AttemptRecorded::Recorded);
+        assert_eq!(
+            store.delivery_status("evt_1", "sub_1").await.unwrap(),
+            Some(DeliveryStatus::Pending)
+        );
+        let parked = all_due(store, base + 60_000).await;
+        assert_eq!(
+            parked,
+            [hand_off(2).parked()],
+            "the hand-off is written with the attempt"
+        );
+
+        // The same attempt again (a redelivered task), even with another hand-off: nothing.
+        let again = attempt("m_a", "sub_1", "evt_1", 1, base + 5_000);
+        let recorded = store
+            .record_attempt_once(&again, DeliveryStatus::Failed, Some(&hand_off(9)))
+            .await
+            .unwrap();
+        assert_eq!(recorded, AttemptRecorded::AlreadyRecorded);
+        assert_eq!(
+            store.delivery_status("evt_1", "sub_1").await.unwrap(),
+            Some(DeliveryStatus::Pending),
+            "the status is untouched"
+        );
+        assert_eq!(all_due(store, base + 60_000).await.len(), 1, "no second hand-off");
+        let log = store
+            .list_attempts("m_a", "sub_1", PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(log.items, [first], "the attempt is in the log once");
+
+        // The next number is recorded; an earlier one after it is not.
+        let third = attempt("m_a", "sub_1", "evt_1", 3, base + 10_000);
+        let recorded = store
+            .record_attempt_once(&third, DeliveryStatus::Succeeded, None)
+            .await
+            .unwrap();
+        assert_eq!(recorded, AttemptRecorded::Recorded);
+        let second = attempt("m_a", "sub_1", "evt_1", 2, base + 20_000);
+        let recorded = store
+            .record_attempt_once(&second, DeliveryStatus::Failed, None)
+            .await
+            .unwrap();
+        assert_eq!(recorded, AttemptRecorded::AlreadyRecorded);
+        assert_eq!(
+            store.delivery_status("evt_1", "sub_1").await.unwrap(),
+            Some(DeliveryStatus::Succeeded)
+        );
+        // Another subscription's delivery of the same event counts on its own.
+        let other = attempt("m_a", "sub_2", "evt_1", 1, base);
+        let recorded = store
+            .record_attempt_once(&other, DeliveryStatus::Succeeded, None)
+            .await
+            .unwrap();
+        assert_eq!(recorded, AttemptRecorded::Recorded);
+    }
+
+    pub async fn parked_retries_come_out_when_due_earliest_first_and_leave_when_unparked(h: &impl Harness) {
+        let store = h.store();
+        let base = 1_800_000_000_000;
+        // Many keys, so that several shards are used; due in reverse order of their keys.
+        for n in 0..40_i64 {
+            let due_ms = base + (40 - n) * 1_000;
+            let task = ParkedTask::new(&format!("evt_{n}#sub_1#2"), due_ms, format!("body {n}"), None);
+            store.park(&task).await.unwrap();
+        }
+        assert!(all_due(store, base).await.is_empty(), "nothing is due before its time");
+        let due = all_due(store, base + 10_000).await;
+        assert_eq!(due.len(), 10, "those due by then, from every shard");
+        for shard in 0..DUE_INDEX_SHARDS {
+            let in_shard = store.due_tasks(shard, base + 40_000, 100).await.unwrap();
+            assert!(
+                in_shard.windows(2).all(|pair| pair[0].due_ms <= pair[1].due_ms),
+                "earliest first within shard {shard}"
+            );
+            assert!(in_shard.iter().all(|task| task.shard == shard));
+        }
+        let first_shard = due[0].shard;
+        let page = store.due_tasks(first_shard, base + 40_000, 1).await.unwrap();
+        assert_eq!(page.len(), 1, "the limit is kept");
+
+        store.unpark(&due).await.unwrap();
+        store.unpark(&due).await.unwrap(); // already gone: no error
+        assert!(all_due(store, base + 10_000).await.is_empty());
+        assert_eq!(all_due(store, base + 40_000).await.len(), 30);
     }
 
     pub async fn delivery_log_lists_newest_first_per_subscription(h: &impl Harness) {
@@ -685,6 +938,97 @@ mod cases {
         );
     }
 
+    pub async fn queue_refuses_a_delay_over_fifteen_minutes(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("delay-quota", 5).await;
+        let delayed = |seconds| OutgoingMessage {
+            body: "later".into(),
+            delay: Duration::from_secs(seconds),
+        };
+        assert_refused(queue.send(delayed(901)).await, Quota::SqsMessageTimer);
+        queue.send(delayed(900)).await.unwrap();
+        assert_eq!(queue.approximate_len().await.unwrap(), 1);
+    }
+
+    /// The SQS adapter refuses these before sending (the quota layer refuses them when sent
+    /// anyway: `aws_quota_layer_on_moto`).
+    pub async fn queue_refuses_batches_of_more_than_ten_entries(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("batch-quota", 5).await;
+        let eleven = (0..=MAX_BATCH).map(|i| message(&i.to_string())).collect();
+        assert!(matches!(
+            queue.send_batch(eleven).await,
+            Err(StoreError::Backend { .. })
+        ));
+        let handles = vec!["not-a-receipt-handle".to_owned(); MAX_BATCH + 1];
+        assert!(matches!(
+            queue.delete_batch(handles).await,
+            Err(StoreError::Backend { .. })
+        ));
+        assert_eq!(queue.approximate_len().await.unwrap(), 0);
+    }
+
+    pub async fn queue_refuses_a_message_over_256_kib(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("size-quota", 5).await;
+        assert_refused(
+            queue.send(message(&"x".repeat(SQS_MAX_MESSAGE_BYTES + 1))).await,
+            Quota::SqsMessageSize,
+        );
+        queue.send(message(&"x".repeat(SQS_MAX_MESSAGE_BYTES))).await.unwrap();
+        let received = queue.receive(1, 30 * SEC, SEC).await.unwrap();
+        assert_eq!(received[0].body.len(), SQS_MAX_MESSAGE_BYTES);
+    }
+
+    pub async fn queue_refuses_a_batch_over_256_kib_in_total(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("payload-quota", 5).await;
+        let third = "x".repeat(SQS_MAX_MESSAGE_BYTES / 3 + 1);
+        let batch = |n| (0..n).map(|_| message(&third)).collect::<Vec<_>>();
+        assert_refused(queue.send_batch(batch(3)).await, Quota::SqsBatchPayload);
+        assert_eq!(queue.approximate_len().await.unwrap(), 0);
+        let results = queue.send_batch(batch(2)).await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+
+    /// SQS counts a message's 12 hours of visibility from the receive, so 12 h asked for
+    /// any time after the receive reaches past them.
+    pub async fn queue_refuses_a_visibility_past_twelve_hours_from_the_receive(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("visibility-quota", 5).await;
+        queue.send(message("held")).await.unwrap();
+        assert_refused(
+            queue.receive(1, SQS_MAX_VISIBILITY + SEC, SEC).await,
+            Quota::SqsVisibilityTimeout,
+        );
+        let received = queue.receive(1, 30 * SEC, SEC).await.unwrap().remove(0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_refused(
+            queue
+                .change_visibility(&received.receipt_handle, SQS_MAX_VISIBILITY)
+                .await,
+            Quota::SqsVisibilityTimeout,
+        );
+        queue
+            .change_visibility(&received.receipt_handle, SQS_MAX_VISIBILITY - MINUTE)
+            .await
+            .unwrap();
+    }
+
+    pub async fn queue_counts_messages_in_flight(h: &impl Harness) {
+        let (queue, _dlq) = h.queue_pair("in-flight", 5).await;
+        let batch = (0..4).map(|i| message(&format!("f{i}"))).collect();
+        assert!(queue.send_batch(batch).await.unwrap().iter().all(Result::is_ok));
+        assert_eq!(h.in_flight(&queue).await, 0, "sent is not in flight");
+        let received = receive_all(&queue, 4).await;
+        assert_eq!(h.in_flight(&queue).await, 4);
+        queue.delete(&received[0].receipt_handle).await.unwrap();
+        assert_eq!(h.in_flight(&queue).await, 3);
+        queue
+            .change_visibility(&received[1].receipt_handle, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(h.in_flight(&queue).await, 2, "visible again is not in flight");
+        let rest = received[2..].iter().map(|m| m.receipt_handle.clone()).collect();
+        assert!(queue.delete_batch(rest).await.unwrap().iter().all(Result::is_ok));
+        assert_eq!(h.in_flight(&queue).await, 0);
+    }
+
     pub async fn queue_long_poll_wakes_on_send(h: &impl Harness) {
         let (queue, _dlq) = h.queue_pair("long-poll", 5).await;
         let queue = std::sync::Arc::new(queue);
@@ -698,5 +1042,209 @@ mod cases {
         let received = queue.receive(1, 30 * SEC, 10 * SEC).await.unwrap();
         sender.await.unwrap();
         assert_eq!(received.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["wake"]);
+    }
+}
+
+/// The AWS quota layer in front of moto, on the requests the platform's adapters never
+/// send (they check these themselves, or clamp) and on DynamoDB, which the embedded backend
+/// has no wire protocol for. Each is refused before it is sent.
+mod aws_quota_layer_on_moto {
+    use std::collections::BTreeMap;
+    use std::error::Error;
+    use std::fmt::Debug;
+    use std::time::Duration;
+
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    use aws_sdk_dynamodb::types::{Put, PutRequest, TransactWriteItem, WriteRequest};
+    use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+    use webhooks_storage::{MerchantStore, OutgoingMessage, QueueReceiver, QueueSender};
+    use webhooks_tests::aws_quotas::{
+        DYNAMODB_BATCH_WRITE_MAX, DYNAMODB_MAX_ITEM_BYTES, DYNAMODB_TRANSACT_WRITE_MAX, Quota, QuotaExceeded,
+        SQS_MAX_BATCH_ENTRIES, SQS_MAX_RECEIVE,
+    };
+    use webhooks_tests::moto::MotoDeployment;
+
+    /// The quota the layer refused `result` under.
+    fn refusal<T: Debug, E: Error + 'static>(result: Result<T, E>) -> Quota {
+        let error = result.expect_err("the layer let it through");
+        match QuotaExceeded::find(&error) {
+            Some(refused) => refused.quota,
+            None => panic!("not refused by the quota layer: {error:?}"),
+        }
+    }
+
+    fn item(sk: &str, data_bytes: usize) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+        std::collections::HashMap::from([
+            ("pk".to_owned(), S("QUOTA#test".into())),
+            ("sk".to_owned(), S(sk.into())),
+            ("data".to_owned(), S("x".repeat(data_bytes))),
+        ])
+    }
+
+    #[tokio::test]
+    async fn sqs_requests_over_a_quota_are_refused_before_they_are_sent() {
+        let aws = MotoDeployment::start().await;
+        let (sqs, url) = (&aws.sqs, &aws.queues.deliveries);
+        let receive = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(SQS_MAX_RECEIVE as i32 + 1);
+        assert_eq!(refusal(receive.send().await), Quota::SqsReceiveMax);
+        let entries = (0..=SQS_MAX_BATCH_ENTRIES).map(|i| {
+            let id = i.to_string();
+            SendMessageBatchRequestEntry::builder()
+                .id(&id)
+                .message_body(id)
+                .build()
+                .unwrap()
+        });
+        let send = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries.collect()));
+        assert_eq!(refusal(send.send().await), Quota::SqsMessageBatch);
+        let entries = (0..=SQS_MAX_BATCH_ENTRIES).map(|i| {
+            let id = i.to_string();
+            DeleteMessageBatchRequestEntry::builder()
+                .id(&id)
+                .receipt_handle(id)
+                .build()
+                .unwrap()
+        });
+        let delete = sqs
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries.collect()));
+        assert_eq!(refusal(delete.send().await), Quota::SqsMessageBatch);
+        let delayed = sqs
+            .send_message()
+            .queue_url(url)
+            .message_body("later")
+            .delay_seconds(901);
+        assert_eq!(refusal(delayed.send().await), Quota::SqsMessageTimer);
+        assert_eq!(
+            aws.quota_layer().counts(),
+            BTreeMap::new(),
+            "a refused request was sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn dynamodb_writes_over_a_quota_are_refused_before_they_are_sent() {
+        let aws = MotoDeployment::start().await;
+        let (dynamodb, table) = (&aws.dynamodb, &aws.names.table);
+        let put = |data_bytes| {
+            dynamodb
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item("big", data_bytes)))
+        };
+        assert_eq!(refusal(put(401 * 1024).send().await), Quota::DynamoDbItemSize);
+        // Under the quota, and under moto's own cut-off (405,000 bytes; AWS's is 409,600).
+        put(DYNAMODB_MAX_ITEM_BYTES * 3 / 4)
+            .send()
+            .await
+            .expect("an item of 300 KB");
+
+        let batch = |n: usize| {
+            let requests = (0..n)
+                .map(|i| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item(&format!("batch-{i}"), 1)))
+                        .build()
+                        .unwrap();
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            dynamodb.batch_write_item().request_items(table, requests)
+        };
+        assert_eq!(
+            refusal(batch(DYNAMODB_BATCH_WRITE_MAX + 1).send().await),
+            Quota::DynamoDbBatchWriteItem
+        );
+        batch(DYNAMODB_BATCH_WRITE_MAX).send().await.expect("a batch of 25");
+
+        let actions = (0..=DYNAMODB_TRANSACT_WRITE_MAX).map(|i| {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item(&format!("tx-{i}"), 1)))
+                .build()
+                .unwrap();
+            TransactWriteItem::builder().put(put).build()
+        });
+        let transaction = dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(actions.collect()));
+        assert_eq!(refusal(transaction.send().await), Quota::DynamoDbTransactWriteItems);
+        assert_eq!(
+            aws.quota_layer().counts().into_values().sum::<u64>(),
+            2,
+            "only the two requests within quota were sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn queries_whose_key_condition_dynamodb_refuses_are_refused() {
+        let aws = MotoDeployment::start().await;
+        let query = |condition: &str| {
+            aws.dynamodb
+                .query()
+                .table_name(&aws.names.table)
+                .key_condition_expression(condition)
+                .expression_attribute_values(":p", S("QUOTA#test".into()))
+                .expression_attribute_values(":s", S("a".into()))
+        };
+        for refused in [
+            "sk = :s AND begins_with(pk, :p)",
+            "pk = :p OR sk = :s",
+            "pk = :p AND sk > :s AND sk < :s",
+            "pk = :p AND data = :s",
+        ] {
+            assert_eq!(
+                refusal(query(refused).send().await),
+                Quota::DynamoDbKeyCondition,
+                "{refused}"
+            );
+        }
+        let unused = query("pk = :p").send().await;
+        assert_eq!(
+            refusal(unused),
+            Quota::DynamoDbKeyCondition,
+            ":s is defined but not used"
+        );
+        query("pk = :p AND sk >= :s")
+            .send()
+            .await
+            .expect("a key condition DynamoDB takes");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_service_and_operation() {
+        let aws = MotoDeployment::start().await;
+        assert_eq!(aws.quota_layer().counts(), BTreeMap::new(), "set-up is not counted");
+        let queue = aws.queue(&aws.queues.deliveries);
+        assert_eq!(aws.store.get_merchant("m_nobody").await.unwrap(), None);
+        let message = OutgoingMessage {
+            body: "counted".into(),
+            delay: Duration::ZERO,
+        };
+        queue.send(message).await.unwrap();
+        let received = queue
+            .receive(1, Duration::from_secs(30), Duration::from_secs(1))
+            .await
+            .unwrap();
+        queue.delete(&received[0].receipt_handle).await.unwrap();
+        let counted = |service: &str, operation: &str| ((service.to_owned(), operation.to_owned()), 1);
+        assert_eq!(
+            aws.quota_layer().counts(),
+            BTreeMap::from([
+                counted("DynamoDB", "GetItem"),
+                counted("SQS", "DeleteMessage"),
+                counted("SQS", "ReceiveMessage"),
+                counted("SQS", "SendMessage"),
+            ])
+        );
+        aws.quota_layer().reset();
+        assert_eq!(aws.quota_layer().counts(), BTreeMap::new());
     }
 }

@@ -6,6 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::SystemClock;
+use webhooks_runtime::Budget;
 use webhooks_runtime::lambda::LambdaContext;
 
 #[tokio::main]
@@ -15,9 +16,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let timeout = settings.auth_callback_timeout();
     let auth = AuthCallback::new(context.store, settings.url_policy, timeout, Arc::new(SystemClock))?;
     let auth = &auth;
-    // The payload is taken as JSON so that a malformed one is a `bad_request` denial, not an error.
+    // The payload is taken as JSON so that a malformed one is a `bad_request` denial, not an
+    // error; the invocation's deadline bounds the decision, so a caller gets one in time.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        Ok::<_, lambda_runtime::Error>(auth.decide_payload(event.payload).await)
+        let budget = Budget::of_invocation(&event.context);
+        Ok::<_, lambda_runtime::Error>(auth.decide_payload(event.payload, budget).await)
     }))
     .await
 }

@@ -1,17 +1,20 @@
 //! The auth-callback bootstrap on a Lambda Runtime API emulator, with DynamoDB on moto:
 //! direct-invoke payloads `{merchantId, email, action}` in, `{allowed, reason, latencyMs,
-//! cached}` out. Prints its init time and RSS (run with `--nocapture`; docs/benchmarks.md
-//! has the figures).
+//! cached}` out, always before the invocation's deadline. Prints its init time and RSS (run
+//! with `--nocapture`; docs/benchmarks.md has the figures).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use webhooks_domain::auth::MAX_AUTH_CALLBACK_TIMEOUT_MS;
 use webhooks_domain::{AuthCallbackConfig, AuthMethod};
 use webhooks_storage::AuthCallbackStore;
 use webhooks_tests::lambda_emulator::{LOOPBACK_URLS, LambdaStack, bootstrap_binary};
 use webhooks_tests::merchant::TestMerchant;
 
 const INVOKE: Duration = Duration::from_secs(10);
+/// An invocation deadline nearer than the merchant's own 5 s timeout.
+const SHORT_DEADLINE: Duration = Duration::from_secs(2);
 /// A merchant with a callback configured.
 const CONFIGURED: &str = "m_with_callback";
 /// A merchant without one.
@@ -67,5 +70,35 @@ async fn auth_callback_bootstrap_answers_a_direct_invoke_on_the_runtime_api() {
     );
 
     println!("{figures}");
+    stack.function.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_slower_than_the_invocation_deadline_gets_a_timeout_denial_not_a_lambda_timeout() {
+    let binary = bootstrap_binary("auth-callback", env!("CARGO_BIN_EXE_auth-callback"));
+    let stack = LambdaStack::start("webhooks-auth-callback", &binary, LOOPBACK_URLS).await;
+    let callback = TestMerchant::start().await;
+    stack.add_merchant(CONFIGURED).await;
+    let config = AuthCallbackConfig {
+        // Answers after 30 s.
+        url: callback.url("/hang"),
+        auth: AuthMethod::None,
+        timeout_ms: Some(MAX_AUTH_CALLBACK_TIMEOUT_MS),
+        cache_ttl_seconds: None,
+    };
+    stack.aws.store.put_auth_callback(CONFIGURED, &config).await.unwrap();
+
+    // The emulator sends `Lambda-Runtime-Deadline-Ms` SHORT_DEADLINE ahead, and answers
+    // `Sandbox.Timedout` if the function has not answered by then.
+    let payload = json!({ "merchantId": CONFIGURED, "email": "user@example.com", "action": "buy" });
+    let decision = stack
+        .emulator
+        .invoke(payload, SHORT_DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", stack.function.log()));
+    assert_eq!(decision["allowed"], false, "{decision}");
+    assert_eq!(decision["reason"], "timeout", "{decision}");
+    assert_eq!(callback.requests_to("/hang").len(), 1, "the merchant was asked");
+
     stack.function.stop();
 }

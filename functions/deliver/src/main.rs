@@ -17,5 +17,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let client = http_client(&settings.url_policy);
     let deliver = Deliver::new(context.store, deliveries, client, config, Arc::new(SystemClock));
-    serve_sqs_batches(|batch| deliver.handle_batch(batch)).await
+    serve_sqs_batches(|batch, budget| deliver.handle_batch_within(batch, budget)).await
 }

@@ -12,5 +12,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deliveries = context.queue(QueueName::Deliveries)?;
     let events = context.queue(QueueName::Events)?;
     let ingest = Ingest::new(context.store, deliveries, events, Arc::new(SystemClock));
-    serve_sqs_batches(|batch| ingest.handle_batch(batch)).await
+    serve_sqs_batches(|batch, _| ingest.handle_batch(batch)).await
 }

@@ -80,6 +80,7 @@ async fn seed_failed_delivery(
         created_at: now,
         updated_at: now,
         secrets: SigningSecrets::new(None),
+        version: 0,
     };
     store.create_subscription(&subscription).await?;
     let event = PlatformEvent {

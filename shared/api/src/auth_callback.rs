@@ -1,8 +1,6 @@
 //! The merchant's auth-callback configuration, whose credentials are write-only, and a way
 //! to try it: the decision exactly as the platform would get it.
 
-use std::ops::RangeInclusive;
-
 use axum::Json;
 use axum::http::{HeaderName, StatusCode};
 use serde::de::Error as _;
@@ -17,14 +15,13 @@ use crate::error::ApiError;
 use crate::extract::{Body, Caller};
 use crate::{Api, ApiState};
 
-/// The decision budget a merchant may set (`timeoutMs`), in milliseconds.
-const TIMEOUT_MS: RangeInclusive<u64> = 100..=10_000;
 /// The longest decision cache a merchant may set (`cacheTtlSeconds`), in seconds.
 const MAX_CACHE_TTL_SECONDS: u64 = 3_600;
 /// The action `POST /v1/auth-callback/test` asks about when none is given.
 const DEFAULT_TEST_ACTION: &str = "view_private";
 
-/// The configuration as the API shows it: the auth type and its non-secret fields.
+/// The configuration as the API shows it: the auth type and its non-secret fields, and the
+/// `timeoutMs` that applies.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConfigView {
@@ -59,6 +56,7 @@ enum AuthView {
 
 impl From<AuthCallbackConfig> for ConfigView {
     fn from(config: AuthCallbackConfig) -> Self {
+        let timeout_ms = config.applied_timeout_ms();
         let auth = match config.auth {
             AuthMethod::None => AuthView::None,
             AuthMethod::Bearer { .. } => AuthView::Bearer,
@@ -79,7 +77,7 @@ impl From<AuthCallbackConfig> for ConfigView {
         Self {
             url: config.url,
             auth,
-            timeout_ms: config.timeout_ms,
+            timeout_ms,
             cache_ttl_seconds: config.cache_ttl_seconds,
         }
     }
@@ -118,13 +116,7 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
     /// sent (empty, or not fit for an HTTP header).
     fn check_auth_callback(&self, config: &AuthCallbackConfig) -> Result<(), ApiError> {
         self.check_url(&config.url)?;
-        if config.timeout_ms.is_some_and(|ms| !TIMEOUT_MS.contains(&ms)) {
-            return Err(invalid(format!(
-                "timeoutMs must be between {} and {}",
-                TIMEOUT_MS.start(),
-                TIMEOUT_MS.end()
-            )));
-        }
+        config.check_timeout().map_err(|e| invalid(e.to_string()))?;
         if config
             .cache_ttl_seconds
             .is_some_and(|secs| secs > MAX_CACHE_TTL_SECONDS)

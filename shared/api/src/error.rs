@@ -125,6 +125,9 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(what) => Self::conflict("conflict", format!("already exists: {what}")),
+            StoreError::VersionConflict => {
+                Self::conflict("conflict", "changed by other requests at the same time, try again")
+            }
             StoreError::Backend { operation, message } => {
                 tracing::error!(operation, message, "store or queue failed");
                 Self::unavailable()
@@ -167,5 +170,16 @@ impl IntoResponse for ApiError {
         }
         response.extensions_mut().insert(ErrorCode(self.code));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_kept_losing_to_concurrent_writes_is_a_409_conflict() {
+        let error = ApiError::from(StoreError::VersionConflict);
+        assert_eq!((error.status, error.code), (StatusCode::CONFLICT, "conflict"));
     }
 }

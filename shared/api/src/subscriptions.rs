@@ -8,11 +8,15 @@ use serde::{Deserialize, Serialize};
 use webhooks_domain::subscription::{MAX_DESCRIPTION_CHARS, SigningSecrets, validate_secret};
 use webhooks_domain::{EventName, IsoTime, Subscription};
 use webhooks_signing::standard::standard_webhooks_secret;
-use webhooks_storage::{Backend, Page, QueueSender};
+use webhooks_storage::{Backend, Page, QueueSender, StoreError};
 
 use crate::error::ApiError;
 use crate::extract::{Body, Caller, Paging, PathParams};
 use crate::{Api, ApiState};
+
+/// How many times a change to a subscription is read, made and stored while other writes
+/// to it keep getting there first, before the API gives up and answers 409 `conflict`.
+const MAX_CHANGE_ATTEMPTS: u32 = 5;
 
 /// `POST /v1/subscriptions`.
 #[derive(Deserialize)]
@@ -130,6 +134,27 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
         found.ok_or_else(|| ApiError::not_found("subscription"))
     }
 
+    /// Reads the caller's subscription `id`, makes `change` to it and stores it, unless
+    /// another write changed it in between: then it reads it again and remakes the change,
+    /// so that neither write undoes the other (at most [`MAX_CHANGE_ATTEMPTS`] times, then
+    /// 409 `conflict`). Returns the subscription as stored.
+    pub(crate) async fn change_subscription(
+        &self,
+        caller: &Caller,
+        id: &str,
+        mut change: impl FnMut(&mut Subscription),
+    ) -> Result<Subscription, ApiError> {
+        let mut attempts = 1;
+        loop {
+            let mut subscription = self.subscription(caller, id).await?;
+            change(&mut subscription);
+            match self.store.update_subscription(&subscription).await {
+                Err(StoreError::VersionConflict) if attempts < MAX_CHANGE_ATTEMPTS => attempts += 1,
+                result => return result.map(|()| subscription).map_err(ApiError::from),
+            }
+        }
+    }
+
     /// Refuses a URL the policy refuses. An allowed URL is kept as sent: deliveries check
     /// and parse that same text before each request.
     pub(crate) fn check_url(&self, url: &str) -> Result<(), ApiError> {
@@ -207,6 +232,7 @@ pub(crate) async fn create<S: Backend + 'static, Q: QueueSender + 'static>(
         created_at: now,
         updated_at: now,
         secrets: SigningSecrets::new(request.secret),
+        version: 0,
     };
     api.store.create_subscription(&subscription).await?;
     tracing::info!(merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "subscription created");
@@ -256,23 +282,31 @@ pub(crate) async fn update<S: Backend + 'static, Q: QueueSender + 'static>(
             "give at least one of url, events, description, enabled",
         ));
     }
-    let mut subscription = api.subscription(&caller, &id).await?;
-    if let Some(url) = url {
-        api.check_url(&url)?;
-        subscription.url = url;
+    if let Some(url) = &url {
+        api.check_url(url)?;
     }
-    if let Some(names) = events {
-        subscription.events = parse_events(&names)?;
+    let events = events.as_deref().map(parse_events).transpose()?;
+    if let Some(description) = &description {
+        check_description(description)?;
     }
-    if let Some(description) = description {
-        check_description(&description)?;
-        subscription.description = description;
-    }
-    if let Some(enabled) = enabled {
-        subscription.enabled = enabled;
-    }
-    subscription.updated_at = api.now();
-    api.store.update_subscription(&subscription).await?;
+    let now = api.now();
+    let subscription = api
+        .change_subscription(&caller, &id, |subscription| {
+            if let Some(url) = &url {
+                subscription.url.clone_from(url);
+            }
+            if let Some(events) = &events {
+                subscription.events.clone_from(events);
+            }
+            if let Some(description) = &description {
+                subscription.description.clone_from(description);
+            }
+            if let Some(enabled) = enabled {
+                subscription.enabled = enabled;
+            }
+            subscription.updated_at = now;
+        })
+        .await?;
     tracing::info!(merchant_id = %caller.merchant_id, subscription_id = %id, "subscription updated");
     Ok(Json(subscription.into()))
 }
@@ -308,11 +342,13 @@ pub(crate) async fn rotate_secret<S: Backend + 'static, Q: QueueSender + 'static
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Rotated>, ApiError> {
-    let mut subscription = api.subscription(&caller, &id).await?;
     let now = api.now();
-    subscription.secrets.rotate(now);
-    subscription.updated_at = now;
-    api.store.update_subscription(&subscription).await?;
+    let subscription = api
+        .change_subscription(&caller, &id, |subscription| {
+            subscription.secrets.rotate(now);
+            subscription.updated_at = now;
+        })
+        .await?;
     tracing::info!(merchant_id = %caller.merchant_id, subscription_id = %id, "secret rotated");
     let secrets = &subscription.secrets;
     let rotated = Rotated {

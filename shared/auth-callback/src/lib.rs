@@ -1,9 +1,11 @@
 //! The auth callback (DESIGN §5): before a user buys, sells or looks at private data, ask
 //! the merchant whether that user may, and allow only on a truthy answer.
 //!
-//! [`AuthCallback::decide`] serves the Lambda and the local stack's `/local/auth-check`;
-//! [`AuthCallback::decide_with_config`] serves the merchant API's `/v1/auth-callback/test`.
-//! Every failure is a denial whose `reason` says which, in one machine-readable word.
+//! [`AuthCallback::decide_payload`] serves the Lambda, within its invocation's [`Budget`];
+//! [`AuthCallback::decide`] the local stack's `/local/auth-check`, and
+//! [`AuthCallback::decide_with_config`] the merchant API's `/v1/auth-callback/test`, both
+//! without a Lambda deadline. Every failure is a denial whose `reason` says which, in one
+//! machine-readable word; a decision whose budget runs out is a `timeout` denial.
 //!
 //! Files: [`request`] (what is asked and answered), `denial` (why not), `merchant_call`
 //! (credentials and the request), `oauth` (tokens), `decision_cache`, `decision_log`.
@@ -21,6 +23,7 @@ use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use webhooks_domain::{AuthCallbackConfig, Clock, UrlPolicy, Verdict};
 use webhooks_outbound::{Failure, OutboundClient};
+use webhooks_runtime::Budget;
 use webhooks_storage::{AuthCallbackStore, MerchantStore};
 
 pub use crate::request::{AuthDecision, AuthRequest};
@@ -33,8 +36,6 @@ use crate::request::validate;
 
 /// The most bytes of a merchant's answer (or token response) we read: 16 KiB.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
-/// The longest budget a merchant may configure (`timeoutMs`), in milliseconds.
-pub const MAX_TIMEOUT_MS: u64 = 30_000;
 /// The `user-agent` of every auth-callback and token request.
 const USER_AGENT: &str = concat!("webhooks-auth-callback/", env!("CARGO_PKG_VERSION"));
 
@@ -76,11 +77,11 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         })
     }
 
-    /// Decides a raw invocation payload; one that is not an [`AuthRequest`] is denied as
-    /// `bad_request`.
-    pub async fn decide_payload(&self, payload: serde_json::Value) -> AuthDecision {
+    /// Decides a raw invocation payload within `budget` (the Lambda invocation's); one that
+    /// is not an [`AuthRequest`] is denied as `bad_request`.
+    pub async fn decide_payload(&self, payload: serde_json::Value, budget: Budget) -> AuthDecision {
         match serde_json::from_value::<AuthRequest>(payload) {
-            Ok(request) => self.decide(request).await,
+            Ok(request) => self.decide_within(request, budget).await,
             Err(error) => {
                 let decision = decision(Err(Denial::BadRequest(error.to_string())), false, Instant::now());
                 tracing::warn!(reason = %decision.reason, %error, "auth request refused");
@@ -89,16 +90,25 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         }
     }
 
-    /// Decides with the merchant's stored configuration, reusing a cached positive decision
-    /// when the configuration enables the cache (`cacheTtlSeconds`).
+    /// Decides with the merchant's stored configuration and no Lambda deadline: see
+    /// [`AuthCallback::decide_within`].
     pub async fn decide(&self, request: AuthRequest) -> AuthDecision {
+        self.decide_within(request, Budget::default()).await
+    }
+
+    /// Decides with the merchant's stored configuration, reusing a cached positive decision
+    /// when the configuration enables the cache (`cacheTtlSeconds`). The whole decision,
+    /// reading the configuration included, ends within the merchant's `timeoutMs` (or the
+    /// default timeout) and within `budget`, whichever ends first; past that it is a
+    /// `timeout` denial.
+    pub async fn decide_within(&self, request: AuthRequest, budget: Budget) -> AuthDecision {
         let started = Instant::now();
         let AuthRequest {
             merchant_id,
             email,
             action,
         } = request;
-        let (outcome, cached) = match self.decide_stored(&merchant_id, &email, &action, started).await {
+        let (outcome, cached) = match self.decide_stored(&merchant_id, &email, &action, started, budget).await {
             Ok((verdict, cached)) => (Ok(verdict), cached),
             Err(denial) => (Err(denial), false),
         };
@@ -116,7 +126,10 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
     ) -> AuthDecision {
         let started = Instant::now();
         let outcome = match validate(merchant_id, email, action) {
-            Ok(()) => self.ask_merchant(merchant_id, config, email, action, started).await,
+            Ok(()) => {
+                self.ask_merchant(merchant_id, config, email, action, started, Budget::default())
+                    .await
+            }
             Err(denial) => Err(denial),
         };
         log_decision(merchant_id, email, action, outcome, false, started)
@@ -128,11 +141,15 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         email: &str,
         action: &str,
         started: Instant,
+        budget: Budget,
     ) -> Result<(Verdict, bool), Denial> {
         validate(merchant_id, email, action)?;
-        let config = timeout_at(started + self.default_timeout, self.load_config(merchant_id))
-            .await
-            .map_err(|_| Failure::Timeout)??;
+        let config = timeout_at(
+            budget.ends_at(started, self.default_timeout),
+            self.load_config(merchant_id),
+        )
+        .await
+        .map_err(|_| Failure::Timeout)??;
         let ttl = config
             .cache_ttl_seconds
             .filter(|&secs| secs > 0)
@@ -143,7 +160,9 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         {
             return Ok((Verdict::allow(), true));
         }
-        let verdict = self.ask_merchant(merchant_id, &config, email, action, started).await?;
+        let verdict = self
+            .ask_merchant(merchant_id, &config, email, action, started, budget)
+            .await?;
         if let Some(ttl) = ttl
             && verdict.allowed
         {
@@ -160,7 +179,9 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         }
     }
 
-    /// Asks the merchant within the configured budget, counted from `started`.
+    /// Asks the merchant by the end of `budget` for a decision that may take the configured
+    /// `timeoutMs`, or the default timeout, counted from `started`; past that, or with no time
+    /// left, a `timeout` denial.
     async fn ask_merchant(
         &self,
         merchant_id: &str,
@@ -168,11 +189,17 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         email: &str,
         action: &str,
         started: Instant,
+        budget: Budget,
     ) -> Result<Verdict, Denial> {
-        let budget = config
-            .timeout_ms
-            .map_or(self.default_timeout, |ms| Duration::from_millis(ms.min(MAX_TIMEOUT_MS)));
-        let deadline = started + budget;
+        let timeout = config
+            .applied_timeout_ms()
+            .map_or(self.default_timeout, Duration::from_millis);
+        let deadline = budget.ends_at(started, timeout);
+        // Spent already (the Lambda deadline is inside its margin): the merchant is not asked
+        // a question whose answer could not be used.
+        if deadline <= Instant::now() {
+            return Err(Failure::Timeout.into());
+        }
         timeout_at(deadline, self.call(merchant_id, config, email, action, deadline))
             .await
             .unwrap_or(Err(Failure::Timeout.into()))

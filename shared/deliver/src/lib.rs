@@ -1,10 +1,14 @@
 //! Deliver: one delivery task in, one signed POST to the merchant out, every attempt
-//! recorded, retries scheduled through SQS.
+//! recorded, the next attempt scheduled.
 //!
-//! Each retry is a new message carrying the next attempt number, sent with a delay of at
-//! most 15 minutes (SQS's cap) and a `notBefore` instant; a message that arrives early is
-//! hidden again with a visibility timeout (at most 12 h per hop) and left to SQS. After the
-//! last attempt the task goes to the dead-letter queue, from which an operator can redrive it.
+//! Each retry is a new task carrying the next attempt number and its `notBefore` instant. A
+//! delay of at most 15 minutes (SQS's `DelaySeconds` cap) is the new message's delay; a
+//! longer one parks the task in the store's due-time index, from which the scheduler moves
+//! it to the queue when it is due. A message is never hidden with its visibility timeout
+//! to wait (SQS caps it at 12 h from the receive, and every hidden message counts against
+//! the queue's in-flight quota): one that arrives early is scheduled again the same way.
+//! After the last attempt the task goes to the dead-letter queue, from which an operator
+//! can redrive it.
 
 mod answer;
 
@@ -19,11 +23,15 @@ use webhooks_domain::{
     UrlPolicy,
 };
 use webhooks_outbound::{BodyLimit, OutboundClient};
-use webhooks_runtime::{BatchError, process_batch};
+use webhooks_runtime::{BatchError, Budget, process_batch};
 use webhooks_signing::seed::SeedPayload;
 use webhooks_signing::standard::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, signature_header};
-use webhooks_storage::ports::{MAX_DELAY, MAX_VISIBILITY};
-use webhooks_storage::{DeliveryLog, OutgoingMessage, Queue, StoreError, SubscriptionStore};
+use webhooks_storage::aws::SDK_OPERATION_TIMEOUT;
+use webhooks_storage::ports::MAX_DELAY;
+use webhooks_storage::{
+    AttemptRecorded, DeliveryLog, HandOff, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender, StoreError,
+    SubscriptionStore,
+};
 
 pub use crate::answer::{EXCERPT_BYTES, RESPONSE_READ_CAP_BYTES};
 
@@ -31,7 +39,10 @@ use crate::answer::{Answer, describe, error_kind, excerpt, failure_kind, is_succ
 
 /// The `user-agent` of every webhook.
 pub const USER_AGENT: &str = concat!("ramp-webhooks/", env!("CARGO_PKG_VERSION"));
-/// An early message closer than this to its due time is delivered rather than hidden again.
+/// What an attempt needs after its request, within the invocation: recording it and
+/// handing its retry off, two AWS calls at most.
+pub const RESERVE_AFTER_REQUEST: Duration = SDK_OPERATION_TIMEOUT.saturating_mul(2);
+/// An early message closer than this to its due time is delivered rather than scheduled again.
 const DUE_SLACK: Duration = Duration::from_secs(1);
 
 /// How deliveries behave (from the settings).
@@ -49,14 +60,6 @@ pub enum DeliverError {
     /// The store or a queue failed; retrying may succeed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The task is for later; its visibility timeout now hides it until then.
-    #[error("attempt {attempt} is not due for another {remaining:?}")]
-    NotYetDue {
-        /// The attempt number.
-        attempt: u32,
-        /// How long until it is due.
-        remaining: Duration,
-    },
 }
 
 /// What one task came to.
@@ -68,8 +71,12 @@ pub enum TaskOutcome {
     RetryScheduled(Duration),
     /// The attempt failed and was the last: the task is in the DLQ.
     Exhausted,
+    /// This attempt was recorded before (a redelivered task): nothing more is done.
+    AlreadyRecorded,
     /// A manual retry failed; nothing more is scheduled.
     ManualFailed,
+    /// The task arrived before its `notBefore`: scheduled again for then, nothing sent.
+    Deferred(Duration),
     /// The subscription is gone or disabled: nothing sent.
     Skipped,
     /// The message was not a delivery task: it is in the DLQ.
@@ -91,7 +98,7 @@ pub fn http_client(policy: &UrlPolicy) -> OutboundClient {
     OutboundClient::new(*policy, USER_AGENT).expect("the webhook HTTP client builds")
 }
 
-impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
+impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver<S, Q> {
     /// Deliver over these ports, with one HTTP client for all requests.
     pub fn new(store: S, deliveries: Q, client: OutboundClient, config: DeliverConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -103,17 +110,27 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
         }
     }
 
-    /// Handles an SQS batch: every task at once, so a slow merchant delays only its own.
+    /// Handles an SQS batch with no invocation deadline (the local stack, tests).
     pub async fn handle_batch(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_batch(
-            event,
-            |record| async move { self.handle_record(&record).await.map(|_| ()) },
-        )
+        self.handle_batch_within(event, Budget::default()).await
+    }
+
+    /// Handles an SQS batch: every task at once, so a slow merchant delays only its own;
+    /// each request ends in time for its attempt to be recorded within `budget`.
+    pub async fn handle_batch_within(&self, event: SqsEvent, budget: Budget) -> Result<SqsBatchResponse, BatchError> {
+        process_batch(event, |record| async move {
+            self.handle_record_within(&record, budget).await.map(|_| ())
+        })
         .await
     }
 
-    /// Handles one deliveries-queue message.
+    /// Handles one deliveries-queue message, with no invocation deadline.
     pub async fn handle_record(&self, record: &SqsMessage) -> Result<TaskOutcome, DeliverError> {
+        self.handle_record_within(record, Budget::default()).await
+    }
+
+    /// Handles one deliveries-queue message within `budget`.
+    pub async fn handle_record_within(&self, record: &SqsMessage, budget: Budget) -> Result<TaskOutcome, DeliverError> {
         let body = record.body.as_deref().unwrap_or_default();
         let task = match DeliveryTask::from_message_body(body) {
             Ok(task) => task,
@@ -126,16 +143,11 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
             }
         };
         if let Some(remaining) = self.time_until_due(&task) {
-            let receipt = record.receipt_handle.as_deref().unwrap_or_default();
-            self.deliveries
-                .change_visibility(receipt, remaining.min(MAX_VISIBILITY))
-                .await?;
-            return Err(DeliverError::NotYetDue {
-                attempt: task.attempt,
-                remaining,
-            });
+            self.schedule(&task, remaining).await?;
+            tracing::info!(event_id = %task.event.event_id, subscription_id = %task.subscription_id, attempt = task.attempt, remaining_ms = remaining.as_millis(), "early task scheduled again");
+            return Ok(TaskOutcome::Deferred(remaining));
         }
-        self.deliver(&task).await
+        self.deliver_within(&task, budget).await
     }
 
     fn time_until_due(&self, task: &DeliveryTask) -> Option<Duration> {
@@ -146,6 +158,14 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
 
     /// Makes one attempt of `task`, records it, and schedules what comes next.
     pub async fn deliver(&self, task: &DeliveryTask) -> Result<TaskOutcome, DeliverError> {
+        self.deliver_within(task, Budget::default()).await
+    }
+
+    /// Makes one attempt of `task` within `budget`: the request ends
+    /// [`RESERVE_AFTER_REQUEST`] before the budget does (a `timeout` if the merchant has not
+    /// answered by then), so that the attempt is recorded and its retry handed off before
+    /// the Lambda deadline.
+    pub async fn deliver_within(&self, task: &DeliveryTask, budget: Budget) -> Result<TaskOutcome, DeliverError> {
         let event = &task.event;
         let now = self.now();
         let subscription = self
@@ -154,13 +174,16 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
             .await?;
         let Some(subscription) = subscription.filter(|s| s.enabled) else {
             let attempt = self.attempt_record(task, now, AttemptOutcome::Skipped);
-            self.store.record_attempt(&attempt).await?;
-            self.set_status(task, DeliveryStatus::Skipped).await?;
+            self.store
+                .record_attempt_once(&attempt, DeliveryStatus::Skipped, None)
+                .await?;
             tracing::info!(event_id = %event.event_id, subscription_id = %task.subscription_id, "subscription gone or disabled: delivery skipped");
             return Ok(TaskOutcome::Skipped);
         };
 
-        let (answer, latency) = self.send(&subscription, task, now).await;
+        let (answer, latency) = self
+            .send(&subscription, task, now, budget.reserving(RESERVE_AFTER_REQUEST))
+            .await;
         let mut attempt = self.attempt_record(task, now, AttemptOutcome::Failed);
         attempt.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         attempt.error = error_kind(&answer).map(str::to_owned);
@@ -168,54 +191,25 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
             attempt.status_code = Some(reply.status);
             attempt.response_excerpt = Some(excerpt(reply));
         }
-
-        let outcome = if is_success(&answer) {
+        if is_success(&answer) {
             attempt.outcome = AttemptOutcome::Succeeded;
-            self.store.record_attempt(&attempt).await?;
-            self.set_status(task, DeliveryStatus::Succeeded).await?;
-            TaskOutcome::Delivered
-        } else if task.manual {
-            self.store.record_attempt(&attempt).await?;
-            TaskOutcome::ManualFailed
+        }
+
+        let outcome = if task.manual {
+            self.record_manual(task, &attempt).await?
         } else {
-            let next_attempt = task.attempt + 1;
-            let delay = self.config.retry_schedule.delay_before(
-                next_attempt,
-                failure_kind(&answer),
-                answer.as_ref().ok().and_then(|reply| reply.retry_after),
-                &mut rand::rng(),
-            );
-            match delay {
-                Some(delay) => {
-                    let due = IsoTime::new(now.instant() + delay).unwrap_or(now);
-                    attempt.next_attempt_at = Some(due);
-                    self.store.record_attempt(&attempt).await?;
-                    let next = DeliveryTask {
-                        attempt: next_attempt,
-                        not_before: Some(due),
-                        ..task.clone()
-                    };
-                    self.deliveries
-                        .send(OutgoingMessage {
-                            body: next.to_message_body(),
-                            delay: delay.min(MAX_DELAY),
-                        })
-                        .await?;
-                    self.set_status(task, DeliveryStatus::Pending).await?;
-                    TaskOutcome::RetryScheduled(delay)
-                }
-                None => {
-                    self.store.record_attempt(&attempt).await?;
-                    let reason = format!(
-                        "attempts_exhausted: {} attempts, last {}",
-                        task.attempt,
-                        describe(&answer)
-                    );
-                    self.deliveries
-                        .send_dead_letter(&task.to_message_body(), &reason)
-                        .await?;
-                    self.set_status(task, DeliveryStatus::Failed).await?;
-                    TaskOutcome::Exhausted
+            let (status, hand_off, outcome) = self.next_step(task, &mut attempt, &answer, now);
+            match self
+                .store
+                .record_attempt_once(&attempt, status, hand_off.as_ref())
+                .await?
+            {
+                AttemptRecorded::AlreadyRecorded => TaskOutcome::AlreadyRecorded,
+                AttemptRecorded::Recorded => {
+                    if let Some(hand_off) = &hand_off {
+                        self.pass_on(hand_off).await?;
+                    }
+                    outcome
                 }
             }
         };
@@ -236,8 +230,119 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
         Ok(outcome)
     }
 
+    /// Where the delivery stands after an automatic attempt that got `answer`, and what it
+    /// hands off: the next attempt's task (due after the schedule's delay), the task to the
+    /// dead-letter queue after the last attempt, or nothing after a success.
+    fn next_step(
+        &self,
+        task: &DeliveryTask,
+        attempt: &mut DeliveryAttempt,
+        answer: &Answer,
+        now: IsoTime,
+    ) -> (DeliveryStatus, Option<HandOff>, TaskOutcome) {
+        if is_success(answer) {
+            return (DeliveryStatus::Succeeded, None, TaskOutcome::Delivered);
+        }
+        let next_attempt = task.attempt + 1;
+        let delay = self.config.retry_schedule.delay_before(
+            next_attempt,
+            failure_kind(answer),
+            answer.as_ref().ok().and_then(|reply| reply.retry_after),
+            &mut rand::rng(),
+        );
+        match delay {
+            Some(delay) => {
+                let due = IsoTime::new(now.instant() + delay).unwrap_or(now);
+                attempt.next_attempt_at = Some(due);
+                let next = DeliveryTask {
+                    attempt: next_attempt,
+                    not_before: Some(due),
+                    ..task.clone()
+                };
+                let hand_off = HandOff {
+                    task_key: next.key(),
+                    due_ms: due.unix_millis(),
+                    body: next.to_message_body(),
+                    dead_letter_reason: None,
+                };
+                (
+                    DeliveryStatus::Pending,
+                    Some(hand_off),
+                    TaskOutcome::RetryScheduled(delay),
+                )
+            }
+            None => {
+                let reason = format!(
+                    "attempts_exhausted: {} attempts, last {}",
+                    task.attempt,
+                    describe(answer)
+                );
+                // Redriven from the DLQ, the task is one more attempt, under a number of its own.
+                let redriven = DeliveryTask {
+                    attempt: next_attempt,
+                    not_before: None,
+                    ..task.clone()
+                };
+                let hand_off = HandOff {
+                    task_key: redriven.key(),
+                    due_ms: now.unix_millis(),
+                    body: redriven.to_message_body(),
+                    dead_letter_reason: Some(reason),
+                };
+                (DeliveryStatus::Failed, Some(hand_off), TaskOutcome::Exhausted)
+            }
+        }
+    }
+
+    /// Passes a recorded hand-off on at once: a dead letter to the DLQ, a retry due within
+    /// 15 minutes to the queue with its delay; then takes it out of the due-time index. A
+    /// retry due later stays there for the scheduler. Should this fail half way, the
+    /// scheduler passes the hand-off on when it is due, and the next attempt's record
+    /// collapses a duplicate into one chain.
+    async fn pass_on(&self, hand_off: &HandOff) -> Result<(), StoreError> {
+        let remaining_ms = hand_off.due_ms - self.now().unix_millis();
+        let delay = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
+        match &hand_off.dead_letter_reason {
+            Some(reason) => self.deliveries.send_dead_letter(&hand_off.body, reason).await?,
+            None if delay <= MAX_DELAY => {
+                let body = hand_off.body.clone();
+                self.deliveries.send(OutgoingMessage { body, delay }).await?;
+            }
+            None => return Ok(()),
+        }
+        if let Err(error) = self.store.unpark(&[hand_off.parked()]).await {
+            tracing::warn!(%error, task_key = %hand_off.task_key, "a passed-on hand-off stays in the due-time index; the scheduler will send it again");
+        }
+        Ok(())
+    }
+
+    /// Records a merchant-asked retry: one attempt, outside the automatic chain (which goes
+    /// on), never rescheduled; a success marks the delivery succeeded.
+    async fn record_manual(&self, task: &DeliveryTask, attempt: &DeliveryAttempt) -> Result<TaskOutcome, StoreError> {
+        self.store.record_attempt(attempt).await?;
+        if attempt.outcome != AttemptOutcome::Succeeded {
+            return Ok(TaskOutcome::ManualFailed);
+        }
+        let event = &task.event;
+        self.store
+            .set_delivery_status(
+                &event.merchant_id,
+                &event.event_id,
+                &task.subscription_id,
+                DeliveryStatus::Succeeded,
+            )
+            .await?;
+        Ok(TaskOutcome::Delivered)
+    }
+
     /// Signs the body and headers and POSTs them; an URL the policy refuses is not sent.
-    async fn send(&self, subscription: &Subscription, task: &DeliveryTask, now: IsoTime) -> (Answer, Duration) {
+    async fn send(
+        &self,
+        subscription: &Subscription,
+        task: &DeliveryTask,
+        now: IsoTime,
+        budget: Budget,
+    ) -> (Answer, Duration) {
         let url = match self.client.check(&subscription.url) {
             Ok(url) => url,
             Err(blocked) => return (Err(blocked), Duration::ZERO),
@@ -269,9 +374,21 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
         let limit = BodyLimit::Truncate(RESPONSE_READ_CAP_BYTES);
         let answer = self
             .client
-            .exchange(request, limit, started + self.config.timeout)
+            .exchange(request, limit, budget.ends_at(started, self.config.timeout))
             .await;
         (answer, started.elapsed())
+    }
+
+    /// Puts `task` where it waits `delay`: the deliveries queue with that delay, up to SQS's
+    /// 15 minutes; beyond, the store's due-time index, until the scheduler moves it.
+    async fn schedule(&self, task: &DeliveryTask, delay: Duration) -> Result<(), StoreError> {
+        let body = task.to_message_body();
+        if delay <= MAX_DELAY {
+            return self.deliveries.send(OutgoingMessage { body, delay }).await;
+        }
+        let due = self.clock.now() + delay;
+        let due_ms = i64::try_from(due.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        self.store.park(&ParkedTask::new(&task.key(), due_ms, body, None)).await
     }
 
     fn attempt_record(&self, task: &DeliveryTask, now: IsoTime, outcome: AttemptOutcome) -> DeliveryAttempt {
@@ -290,13 +407,6 @@ impl<S: SubscriptionStore + DeliveryLog, Q: Queue> Deliver<S, Q> {
             next_attempt_at: None,
             manual: task.manual,
         }
-    }
-
-    async fn set_status(&self, task: &DeliveryTask, status: DeliveryStatus) -> Result<(), StoreError> {
-        let event = &task.event;
-        self.store
-            .set_delivery_status(&event.merchant_id, &event.event_id, &task.subscription_id, status)
-            .await
     }
 
     fn now(&self) -> IsoTime {

@@ -5,6 +5,13 @@ use serde_json::Value;
 
 /// The default time the whole decision may take, in milliseconds.
 pub const DEFAULT_AUTH_CALLBACK_TIMEOUT_MS: u64 = 3_000;
+/// The shortest time a decision may be given (a merchant's `timeoutMs`, the operator's
+/// default), in milliseconds.
+pub const MIN_AUTH_CALLBACK_TIMEOUT_MS: u64 = 100;
+/// The longest time a decision may be given (a merchant's `timeoutMs`, the operator's
+/// default), in milliseconds (DESIGN §5): a user is waiting, and the decision must end well
+/// inside the auth-callback function's timeout (template.yaml).
+pub const MAX_AUTH_CALLBACK_TIMEOUT_MS: u64 = 5_000;
 /// How deep `{"data":{"result":{"allowed":true}}}`-style nesting is followed.
 const MAX_ANSWER_DEPTH: usize = 4;
 /// Object fields whose value decides, in the order they are looked at.
@@ -26,6 +33,34 @@ pub struct AuthCallbackConfig {
     /// How long a positive decision is reused, in seconds (default 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+}
+
+/// A merchant's `timeoutMs` outside what it may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "timeoutMs must be between {min} and {max} milliseconds, not {0}",
+    min = MIN_AUTH_CALLBACK_TIMEOUT_MS,
+    max = MAX_AUTH_CALLBACK_TIMEOUT_MS
+)]
+pub struct BadAuthTimeout(pub u64);
+
+impl AuthCallbackConfig {
+    /// Checks the merchant's `timeoutMs`: absent, or [`MIN_AUTH_CALLBACK_TIMEOUT_MS`] to
+    /// [`MAX_AUTH_CALLBACK_TIMEOUT_MS`].
+    pub fn check_timeout(&self) -> Result<(), BadAuthTimeout> {
+        match self.timeout_ms {
+            Some(ms) if !(MIN_AUTH_CALLBACK_TIMEOUT_MS..=MAX_AUTH_CALLBACK_TIMEOUT_MS).contains(&ms) => {
+                Err(BadAuthTimeout(ms))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The merchant's `timeoutMs` as it applies: one stored before the cap (when the API
+    /// took up to 10 s) counts as [`MAX_AUTH_CALLBACK_TIMEOUT_MS`].
+    pub fn applied_timeout_ms(&self) -> Option<u64> {
+        self.timeout_ms.map(|ms| ms.min(MAX_AUTH_CALLBACK_TIMEOUT_MS))
+    }
 }
 
 /// The six ways we authenticate to a merchant's callback.
@@ -265,5 +300,28 @@ mod tests {
         }
         let unknown_type = r#"{"url":"https://m.example","auth":{"type":"kerberos"}}"#;
         assert!(serde_json::from_str::<AuthCallbackConfig>(unknown_type).is_err());
+    }
+
+    #[test]
+    fn a_merchant_timeout_is_at_most_five_seconds_and_an_older_longer_one_applies_as_five() {
+        let with = |timeout_ms| AuthCallbackConfig {
+            url: "https://m.example/auth".into(),
+            auth: AuthMethod::None,
+            timeout_ms,
+            cache_ttl_seconds: None,
+        };
+        for allowed in [None, Some(100), Some(3_000), Some(5_000)] {
+            assert_eq!(with(allowed).check_timeout(), Ok(()), "{allowed:?}");
+        }
+        for refused in [0, 99, 5_001, 10_000, 30_000] {
+            assert_eq!(with(Some(refused)).check_timeout(), Err(BadAuthTimeout(refused)));
+        }
+        assert_eq!(with(Some(10_000)).applied_timeout_ms(), Some(5_000));
+        assert_eq!(with(Some(1_500)).applied_timeout_ms(), Some(1_500));
+        assert_eq!(with(None).applied_timeout_ms(), None);
+        assert_eq!(
+            BadAuthTimeout(5_001).to_string(),
+            "timeoutMs must be between 100 and 5000 milliseconds, not 5001"
+        );
     }
 }

@@ -38,6 +38,11 @@ impl DeliveryTask {
         }
     }
 
+    /// What names this attempt of this delivery: `{eventId}#{subscriptionId}#{attempt}`.
+    pub fn key(&self) -> String {
+        format!("{}#{}#{}", self.event.event_id, self.subscription_id, self.attempt)
+    }
+
     /// The task as a deliveries-queue message body: the one encoding of a task.
     pub fn to_message_body(&self) -> String {
         serde_json::to_string(self).expect("delivery tasks serialize")

@@ -37,6 +37,11 @@ pub struct Subscription {
     pub updated_at: IsoTime,
     /// The secrets that sign its webhooks.
     pub secrets: SigningSecrets,
+    /// How many times it has been replaced since it was created: a replace is stored only
+    /// if the stored version is still the one its writer read, so concurrent changes never
+    /// undo each other. New subscriptions start at 0; so do items stored before versions.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Subscription {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use time::OffsetDateTime;
 use webhooks_domain::{Clock, EventError, PlatformEvent};
 use webhooks_runtime::{BatchError, process_batch};
 use webhooks_storage::{EventStore, QueueSender, SubscriptionStore};
@@ -55,7 +56,14 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
     /// counts as handled, so it never blocks the batch.
     pub async fn handle_record(&self, record: &SqsMessage) -> Result<(), IngestError> {
         let body = record.body.as_deref().unwrap_or_default();
-        match self.parse(body) {
+        let sent_at = sent_at(record).unwrap_or_else(|| {
+            tracing::warn!(
+                message_id = record.message_id.as_deref().unwrap_or_default(),
+                "a message without SentTimestamp: a missing timeStamp defaults to now"
+            );
+            self.clock.now()
+        });
+        match PlatformEvent::parse(body.as_bytes(), sent_at) {
             Ok(event) => self.ingest(&event).await.map(|_| ()),
             Err(reason) => {
                 tracing::warn!(
@@ -72,7 +80,8 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         }
     }
 
-    /// Validates an events-queue message (also used to answer `/local/events` callers).
+    /// Validates a message accepted now (the local stack's `/local/events`, which then
+    /// queues the normalized event, its id and time included).
     pub fn parse(&self, body: &str) -> Result<PlatformEvent, EventError> {
         PlatformEvent::parse(body.as_bytes(), self.clock.now())
     }
@@ -88,4 +97,12 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         )
         .await
     }
+}
+
+/// When the message was sent to the events queue: SQS's `SentTimestamp` attribute (unix
+/// milliseconds), the default of a missing `timeStamp` (DESIGN §2). A message SQS delivers
+/// twice carries the same one, so it makes the same event id and body.
+fn sent_at(record: &SqsMessage) -> Option<OffsetDateTime> {
+    let millis: i128 = record.attributes.get("SentTimestamp")?.parse().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).ok()
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::future::join_all;
+use webhooks_storage::ReceivedMessage;
 
 /// A batch that cannot be reported record by record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +55,20 @@ pub struct QueueRecord<'a> {
     pub body: &'a str,
     /// How many times it has been received.
     pub receive_count: u32,
+    /// When it was sent to the queue, in unix milliseconds (SQS's `SentTimestamp`).
+    pub sent_at_ms: i64,
+}
+
+impl<'a> From<&'a ReceivedMessage> for QueueRecord<'a> {
+    fn from(message: &'a ReceivedMessage) -> Self {
+        Self {
+            message_id: &message.message_id,
+            receipt_handle: &message.receipt_handle,
+            body: &message.body,
+            receive_count: message.receive_count,
+            sent_at_ms: message.sent_at_ms,
+        }
+    }
 }
 
 /// The SQS event Lambda's event source mapping would deliver for these messages, so that
@@ -69,6 +84,9 @@ pub fn sqs_event<'a>(queue_arn: &str, records: impl IntoIterator<Item = QueueRec
             message
                 .attributes
                 .insert("ApproximateReceiveCount".into(), record.receive_count.to_string());
+            message
+                .attributes
+                .insert("SentTimestamp".into(), record.sent_at_ms.to_string());
             message.event_source = Some("aws:sqs".into());
             message.event_source_arn = Some(queue_arn.to_owned());
             message.aws_region = Some("us-east-1".into());

@@ -10,6 +10,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks_storage::aws::{DynamoStore, SqsQueue, sdk_config_from_env};
 
 use crate::batch::BatchError;
+use crate::budget::Budget;
 use crate::logging::init_logging;
 use crate::settings::{Environment, Settings, SettingsError};
 
@@ -67,15 +68,17 @@ impl LambdaContext {
 }
 
 /// Runs the Lambda runtime loop of a function behind an SQS event source: each invocation's
-/// batch goes to `handle`, and its partial-failure answer (ReportBatchItemFailures) back.
+/// batch goes to `handle` with the invocation's time [`Budget`], and its partial-failure
+/// answer (ReportBatchItemFailures) back.
 pub async fn serve_sqs_batches<F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(SqsEvent) -> Fut,
+    F: Fn(SqsEvent, Budget) -> Fut,
     Fut: Future<Output = Result<SqsBatchResponse, BatchError>>,
 {
     let handle = &handle;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
-        handle(event.payload).await.map_err(lambda_runtime::Error::from)
+        let budget = Budget::of_invocation(&event.context);
+        handle(event.payload, budget).await.map_err(lambda_runtime::Error::from)
     }))
     .await
 }

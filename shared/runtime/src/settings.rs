@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use webhooks_domain::auth::{
+    DEFAULT_AUTH_CALLBACK_TIMEOUT_MS, MAX_AUTH_CALLBACK_TIMEOUT_MS, MIN_AUTH_CALLBACK_TIMEOUT_MS,
+};
 use webhooks_domain::retry::RetryScheduleError;
 use webhooks_domain::{RetrySchedule, UrlPolicy};
 
@@ -25,7 +28,8 @@ pub struct Settings {
     pub retry_schedule: RetrySchedule,
     /// One webhook request, connect to last byte read (`WEBHOOKS_DELIVERY_TIMEOUT_MS`, default 10000).
     pub delivery_timeout_ms: u64,
-    /// One auth-callback decision (`WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS`, default 3000).
+    /// One auth-callback decision whose merchant sets no `timeoutMs`
+    /// (`WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS`, default 3000, 100 to 5000 like a merchant's).
     pub auth_callback_timeout_ms: u64,
     /// `WEBHOOKS_ALLOW_HTTP` and `WEBHOOKS_ALLOW_PRIVATE_URLS` (true locally, false in Lambda).
     pub url_policy: UrlPolicy,
@@ -111,7 +115,11 @@ impl Settings {
         Ok(Settings {
             retry_schedule,
             delivery_timeout_ms: number("WEBHOOKS_DELIVERY_TIMEOUT_MS", 10_000, 100..=900_000)?,
-            auth_callback_timeout_ms: number("WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS", 3_000, 50..=30_000)?,
+            auth_callback_timeout_ms: number(
+                "WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS",
+                DEFAULT_AUTH_CALLBACK_TIMEOUT_MS,
+                MIN_AUTH_CALLBACK_TIMEOUT_MS..=MAX_AUTH_CALLBACK_TIMEOUT_MS,
+            )?,
             url_policy: UrlPolicy {
                 allow_http: flag("WEBHOOKS_ALLOW_HTTP", local)?,
                 allow_private: flag("WEBHOOKS_ALLOW_PRIVATE_URLS", local)?,
@@ -194,6 +202,7 @@ mod tests {
             &[
                 ("WEBHOOKS_RETRY_SCHEDULE", "1s,1s,1s"),
                 ("WEBHOOKS_DELIVERY_TIMEOUT_MS", "2500"),
+                ("WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS", "5000"),
                 ("WEBHOOKS_ALLOW_HTTP", "yes"),
                 ("WEBHOOKS_TABLE_NAME", "webhooks"),
             ],
@@ -201,12 +210,14 @@ mod tests {
         .unwrap();
         assert_eq!(custom.retry_schedule.max_attempts(), 4);
         assert_eq!(custom.delivery_timeout(), Duration::from_millis(2500));
+        assert_eq!(custom.auth_callback_timeout(), Duration::from_secs(5));
         assert!(custom.url_policy.allow_http && !custom.url_policy.allow_private);
         assert_eq!(custom.table_name.as_deref(), Some("webhooks"));
         for (name, value) in [
             ("WEBHOOKS_RETRY_SCHEDULE", "5 minutes"),
             ("WEBHOOKS_DELIVERY_TIMEOUT_MS", "ten"),
             ("WEBHOOKS_DELIVERY_TIMEOUT_MS", "0"),
+            ("WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS", "5001"),
             ("WEBHOOKS_ALLOW_PRIVATE_URLS", "maybe"),
             ("WEBHOOKS_LOG_FORMAT", "xml"),
         ] {

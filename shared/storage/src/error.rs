@@ -12,6 +12,10 @@ pub enum StoreError {
     /// every backend and safe to show to an API client.
     #[error("{0} already exists")]
     Conflict(Entity),
+    /// The item changed since its writer read it: another write got there first, and the
+    /// writer must read it again before it replaces it.
+    #[error("changed since it was read")]
+    VersionConflict,
     /// A pagination cursor we did not issue, or one issued for another listing.
     #[error("invalid cursor")]
     BadCursor,

@@ -19,7 +19,8 @@ mod rules;
 pub use error::{Entity, StoreError};
 pub use page::{CursorCodec, Page, PageRequest};
 pub use ports::{
-    AuthCallbackStore, Backend, DeliveryLog, EventStore, MerchantStore, OutgoingMessage, Queue, QueueReceiver,
-    QueueSender, ReceivedMessage, Recorded, SubscriptionStore,
+    AttemptRecorded, AuthCallbackStore, Backend, DeliveryLog, EventStore, HandOff, MerchantStore, OutgoingMessage,
+    ParkedRetries, ParkedTask, Queue, QueueReceiver, QueueSender, ReceivedMessage, Recorded, SubscriptionStore,
 };
+pub use rules::due_index::DUE_INDEX_SHARDS;
 pub use rules::retention::DEFAULT_RETENTION;

@@ -38,7 +38,8 @@ pub trait MerchantStore: Send + Sync {
 
 /// Subscriptions, always within one merchant.
 pub trait SubscriptionStore: Send + Sync {
-    /// Stores a new subscription ([`StoreError::Conflict`] if its id exists).
+    /// Stores a new subscription as given, version included ([`StoreError::Conflict`] if
+    /// its id exists).
     fn create_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// One subscription of a merchant.
     fn get_subscription(
@@ -52,7 +53,10 @@ pub trait SubscriptionStore: Send + Sync {
         merchant_id: &str,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<Subscription>, StoreError>> + Send;
-    /// Replaces an existing subscription ([`StoreError::NotFound`] if it is gone).
+    /// Replaces an existing subscription if it is still at `subscription.version`, the
+    /// version its caller read, and stores it one version on. Refused with
+    /// [`StoreError::VersionConflict`] if another write changed it since (read it again and
+    /// redo the change), and [`StoreError::NotFound`] if it is gone.
     fn update_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes one; `false` when there was none.
     fn delete_subscription(
@@ -121,6 +125,15 @@ pub trait DeliveryLog: Send + Sync {
         subscription_id: &str,
         status: DeliveryStatus,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records attempt number `attempt.attempt` of its (event, subscription) delivery once:
+    /// the attempt, the delivery's `status` and the `hand_off` (if any) in one atomic
+    /// write, only if no attempt with this number or a later one was recorded before.
+    fn record_attempt_once(
+        &self,
+        attempt: &DeliveryAttempt,
+        status: DeliveryStatus,
+        hand_off: Option<&HandOff>,
+    ) -> impl Future<Output = Result<AttemptRecorded, StoreError>> + Send;
     /// Where it stands, if it was ever queued.
     fn delivery_status(
         &self,
@@ -146,6 +159,92 @@ pub trait AuthCallbackStore: Send + Sync {
     fn delete_auth_callback(&self, merchant_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// A delivery task parked until it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedTask {
+    /// Its shard of the due-time index.
+    pub shard: u32,
+    /// Its place in the shard: due instant first, then its key.
+    pub sort_key: String,
+    /// When it is due, in unix milliseconds.
+    pub due_ms: i64,
+    /// The task, as a deliveries-queue message body.
+    pub body: String,
+    /// Set when the task goes to the deliveries queue's dead-letter queue, with this reason,
+    /// instead of the queue itself (the hand-off of an exhausted delivery).
+    pub dead_letter_reason: Option<String>,
+}
+
+/// What a recorded attempt hands off, written in the same atomic write as the attempt, so
+/// that a crash after the record loses nothing: the task waits in the due-time index until
+/// deliver (at once) or the scheduler (when due) has passed it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOff {
+    /// The task's name ([`webhooks_domain::DeliveryTask::key`]).
+    pub task_key: String,
+    /// When it is due, in unix milliseconds.
+    pub due_ms: i64,
+    /// The task, as a deliveries-queue message body.
+    pub body: String,
+    /// Set for the dead-letter queue, with the reason.
+    pub dead_letter_reason: Option<String>,
+}
+
+impl ParkedTask {
+    /// The task named `task_key`, due at `due_ms`, placed in the due-time index
+    /// (`rules::due_index`): its shard and sort key.
+    pub fn new(task_key: &str, due_ms: i64, body: String, dead_letter_reason: Option<String>) -> Self {
+        Self {
+            shard: crate::rules::due_index::shard_of(task_key),
+            sort_key: crate::rules::due_index::due_sort_key(due_ms, task_key),
+            due_ms,
+            body,
+            dead_letter_reason,
+        }
+    }
+}
+
+impl HandOff {
+    /// The parked task this hand-off is once written.
+    pub fn parked(&self) -> ParkedTask {
+        ParkedTask::new(
+            &self.task_key,
+            self.due_ms,
+            self.body.clone(),
+            self.dead_letter_reason.clone(),
+        )
+    }
+}
+
+/// What [`DeliveryLog::record_attempt_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptRecorded {
+    /// Recorded now, with its status and hand-off.
+    Recorded,
+    /// This attempt (or a later one) of the delivery was recorded before: nothing written.
+    /// A redelivered task finds this and starts no second chain.
+    AlreadyRecorded,
+}
+
+/// The due-time index of parked retries: a delay longer than SQS's 15 minutes waits here,
+/// never in a message's visibility timeout, and the scheduler moves each task to the
+/// deliveries queue once it is due. Sharded, so that one minute's due tasks spread over
+/// [`crate::DUE_INDEX_SHARDS`] partitions.
+pub trait ParkedRetries: Send + Sync {
+    /// Parks `task` until it is due; parking the same key at the same instant twice keeps
+    /// one entry.
+    fn park(&self, task: &ParkedTask) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` tasks of `shard` due at `now_ms` or before, earliest first.
+    fn due_tasks(
+        &self,
+        shard: u32,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ParkedTask>, StoreError>> + Send;
+    /// Removes tasks that were moved to the queue; one already gone is no error.
+    fn unpark(&self, tasks: &[ParkedTask]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
@@ -166,6 +265,9 @@ pub struct ReceivedMessage {
     pub body: String,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
+    /// When it was sent to the queue, in unix milliseconds (SQS's `SentTimestamp`; the
+    /// local stack's acceptance time): the same on every receive.
+    pub sent_at_ms: i64,
 }
 
 /// SQS's longest send delay.
@@ -174,6 +276,10 @@ pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// SQS's largest batch.
 pub const MAX_BATCH: usize = 10;
+/// SQS's largest message (a queue's `MaximumMessageSize` default), and largest batch payload, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// SQS's in-flight messages (received, not deleted, still hidden) per standard queue.
+pub const MAX_IN_FLIGHT: usize = 120_000;
 /// Receives of an events-queue message before it moves to the DLQ (template.yaml's
 /// `EventsQueue` redrive policy; the local stack's embedded queue and moto use the same).
 pub const EVENTS_MAX_RECEIVE_COUNT: u32 = 5;
@@ -230,5 +336,11 @@ pub trait Queue: QueueSender + QueueReceiver {}
 impl<T: QueueSender + QueueReceiver> Queue for T {}
 
 /// Everything a whole stack needs from one backend.
-pub trait Backend: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore {}
-impl<T: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore> Backend for T {}
+pub trait Backend:
+    MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries
+{
+}
+impl<T: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries> Backend
+    for T
+{
+}

@@ -12,6 +12,7 @@ both_transports!(
     config_is_stored_whole_and_shown_without_credentials,
     get_and_delete_are_404_when_nothing_is_configured,
     config_is_validated_before_it_is_stored,
+    timeout_ms_is_at_most_five_seconds,
     test_route_answers_the_decision_the_platform_would_get,
 );
 
@@ -132,7 +133,7 @@ async fn config_is_validated_before_it_is_stored(t: Transport) {
             "invalid_value",
         ),
         (
-            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 10_001 }),
+            json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 5_001 }),
             422,
             "invalid_value",
         ),
@@ -216,6 +217,36 @@ async fn config_is_validated_before_it_is_stored(t: Transport) {
     let integral = json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": 150.0, "cacheTtlSeconds": 0 });
     let put = api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(integral)).await;
     assert_eq!(put.expect(200)["timeoutMs"], 150);
+}
+
+async fn timeout_ms_is_at_most_five_seconds(t: Transport) {
+    let api = TestApi::start(t).await;
+    let with_timeout = |ms: u64| json!({ "url": URL, "auth": { "type": "none" }, "timeoutMs": ms });
+    let put = api
+        .call(api.key_a(), "PUT", "/v1/auth-callback", Some(with_timeout(5_000)))
+        .await;
+    assert_eq!(put.expect(200)["timeoutMs"], 5_000);
+
+    for refused in [5_001, 10_000, 30_000] {
+        let reply = api
+            .call(api.key_a(), "PUT", "/v1/auth-callback", Some(with_timeout(refused)))
+            .await;
+        reply.expect(422);
+        assert_eq!(reply.code(), "invalid_value");
+        assert_eq!(
+            reply.body["error"]["message"],
+            format!("timeoutMs must be between 100 and 5000 milliseconds, not {refused}")
+        );
+    }
+    let kept = api.store.get_auth_callback(&api.a.0).await.unwrap().unwrap();
+    assert_eq!(kept.timeout_ms, Some(5_000), "a refused config changes nothing");
+
+    // One stored when the API took up to 10 s is shown, as it applies, as 5 s.
+    let mut older = kept;
+    older.timeout_ms = Some(10_000);
+    api.store.put_auth_callback(&api.a.0, &older).await.unwrap();
+    let got = api.call(api.key_a(), "GET", "/v1/auth-callback", None).await;
+    assert_eq!(got.expect(200)["timeoutMs"], 5_000);
 }
 
 async fn test_route_answers_the_decision_the_platform_would_get(t: Transport) {

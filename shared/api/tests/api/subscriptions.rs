@@ -1,12 +1,16 @@
 //! Subscriptions and their secrets, route by route.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 use webhooks_domain::EventName;
 use webhooks_storage::SubscriptionStore;
 
-use crate::support::{STRICT, TestApi, Transport, UNLIMITED, both_transports};
+use crate::support::{Reply, STRICT, TestApi, Transport, UNLIMITED, both_transports};
 
 both_transports!(
     create_shows_the_secret_and_defaults_to_all_events,
@@ -474,4 +478,50 @@ async fn rotation_keeps_the_old_secret_signing_headers_for_a_day(t: Transport) {
     assert_eq!(stored.secrets.active(now), vec![new_secret, "first-secret-0123456789"]);
     assert_eq!(stored.secrets.active(expires), vec![new_secret]);
     assert_eq!(stored.updated_at, now);
+}
+
+/// How many PATCH-and-rotate pairs race, one subscription each.
+const RACING_PAIRS: usize = 40;
+
+/// Sends merchant A's request on a thread of its own, so that requests sent together run
+/// in parallel (a blocking-pool thread: the Lambda transport makes `call` not `Send`).
+fn spawn_call(api: &Arc<TestApi>, method: &'static str, uri: String, body: Option<Value>) -> JoinHandle<Reply> {
+    let api = Arc::clone(api);
+    let runtime = Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(api.call(api.key_a(), method, &uri, body)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_patch_racing_a_rotation_keeps_both_changes() {
+    let api = Arc::new(TestApi::start(Transport::Router).await);
+    let first_secret = "first-secret-0123456789";
+    for round in 0..RACING_PAIRS {
+        let created = api
+            .subscribe(api.key_a(), json!({ "url": URL, "secret": first_secret }))
+            .await;
+        let id = created["id"].as_str().unwrap();
+        let uri = format!("/v1/subscriptions/{id}");
+        let description = format!("patched in round {round}");
+        let change = json!({ "description": description, "enabled": false });
+        let (patched, rotated) = tokio::join!(
+            spawn_call(&api, "PATCH", uri.clone(), Some(change)),
+            spawn_call(&api, "POST", format!("{uri}/secret/rotate"), None),
+        );
+        let (patched, rotated) = (patched.unwrap(), rotated.unwrap());
+        patched.expect(200);
+        let rotated_secret = rotated.expect(200)["secret"].as_str().unwrap();
+
+        let secret = api.call(api.key_a(), "GET", &format!("{uri}/secret"), None).await;
+        assert_eq!(secret.expect(200)["secret"], rotated_secret, "round {round}");
+        let got = api.call(api.key_a(), "GET", &uri, None).await;
+        assert_eq!(got.expect(200)["description"], description, "round {round}");
+        assert_eq!(got.body["enabled"], false, "round {round}");
+        let stored = api.store.get_subscription(&api.a.0, id).await.unwrap().unwrap();
+        let previous = stored.secrets.previous.expect("the rotation kept the first secret");
+        assert_eq!(previous.secret, first_secret, "round {round}");
+        assert_eq!(
+            stored.version, 2,
+            "round {round}: both writes were stored, one after the other"
+        );
+    }
 }

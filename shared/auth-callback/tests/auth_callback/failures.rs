@@ -7,6 +7,7 @@ use axum::routing::post;
 use serde_json::json;
 use webhooks_auth_callback::AuthDecision;
 use webhooks_domain::{AuthMethod, UrlPolicy};
+use webhooks_runtime::Budget;
 
 use crate::support::{
     LOOPBACK, MerchantServer, Platform, Raw, RawServer, STRICT, assert_allowed, assert_denied, callback, refused_url,
@@ -166,7 +167,7 @@ async fn malformed_payloads_are_denied_as_bad_request() {
         json!({ "merchantId": "", "email": "ann@example.com", "action": "buy" }),
     ];
     for payload in payloads {
-        let decision = platform.auth.decide_payload(payload.clone()).await;
+        let decision = platform.auth.decide_payload(payload.clone(), Budget::default()).await;
         assert!(decision.reason == "bad_request", "{payload}: {decision:?}");
         assert_denied(&decision, "bad_request");
     }
@@ -180,7 +181,10 @@ async fn a_lambda_payload_is_answered_with_allowed_reason_latency_and_cached() {
 
     let decision = platform
         .auth
-        .decide_payload(json!({ "merchantId": id, "email": "ann@example.com", "action": "sell" }))
+        .decide_payload(
+            json!({ "merchantId": id, "email": "ann@example.com", "action": "sell" }),
+            Budget::default(),
+        )
         .await;
 
     assert_allowed(&decision);

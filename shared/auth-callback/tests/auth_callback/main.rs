@@ -3,6 +3,7 @@
 
 mod answers;
 mod auth_methods;
+mod budget;
 mod cache;
 mod failures;
 mod support;

@@ -253,6 +253,8 @@ pub enum Raw {
     Reset,
     /// Writes these bytes, then closes.
     Reply(Vec<u8>),
+    /// Never answers: keeps the connection open until the client hangs up.
+    Silence,
 }
 
 /// A merchant speaking raw TCP, for answers no HTTP server library would give.
@@ -283,6 +285,12 @@ impl RawServer {
                             // The client may hang up first (an oversized answer): that is fine.
                             let _ = stream.write_all(&bytes).await;
                             let _ = stream.shutdown().await;
+                        });
+                    }
+                    Raw::Silence => {
+                        tokio::spawn(async move {
+                            let mut byte = [0u8; 1];
+                            let _ = stream.read(&mut byte).await;
                         });
                     }
                 }

@@ -7,6 +7,8 @@ mod sqs;
 pub use dynamo::DynamoStore;
 pub use sqs::{SqsQueue, create_queue_with_dlq};
 
+use std::time::Duration;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_smithy_http_client::{Builder as HttpClientBuilder, tls};
@@ -27,14 +29,32 @@ pub async fn sdk_config_from_env() -> SdkConfig {
         .await
 }
 
-/// Bounds on every AWS call, so that a stuck endpoint fails the call (and SQS redelivers
-/// the batch) instead of holding it forever: one attempt may take 25 s (a 20 s long poll
-/// fits), the whole call with its retries 60 s.
+/// How long opening a connection to an AWS endpoint (TCP and TLS) may take: 1 s. In the
+/// endpoint's region a handshake takes milliseconds; from across the world, a few hundred.
+pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one attempt of an AWS call may take, connecting included: 2 s, over a hundred
+/// times DynamoDB's and SQS's usual latency. A long poll must be shorter (the local stack's
+/// and the admin CLI's are 1 s).
+pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an AWS call may take with its retries: 3 s.
+///
+/// It sits inside the shortest function timeouts (template.yaml): a merchant's 5 s
+/// auth-callback decision plus one call plus the 0.5 s Lambda deadline margin is 8.5 s, under
+/// auth-callback's 10 s; deliver's longest webhook request (20 s) with a call before it
+/// and two after (record the attempt, schedule the retry) plus the margin is 29.5 s, under
+/// its 30 s; the merchant API's slowest request (two calls and a 5 s decision) is 11 s,
+/// under subscriptions' 15 s; a cold start's two calls (the table's CONFIG item) take at
+/// most 6 s of Lambda's 10 s init.
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Bounds on every AWS call, so that a stuck endpoint fails the call (the decision, the
+/// attempt or the request ends with an error, and SQS redelivers what was not done) before
+/// the function's own timeout, instead of holding it until Lambda kills it.
 fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .operation_attempt_timeout(std::time::Duration::from_secs(25))
-        .operation_timeout(std::time::Duration::from_secs(60))
+        .connect_timeout(SDK_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
         .build()
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::backend;
+use super::{SDK_ATTEMPT_TIMEOUT, SDK_OPERATION_TIMEOUT, backend};
 use crate::StoreError;
 use crate::ports::{MAX_BATCH, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage};
 
@@ -153,10 +153,14 @@ impl QueueReceiver for SqsQueue {
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+            // Passed as asked: SQS refuses more than ten, as the embedded queue does.
+            .max_number_of_messages(i32::try_from(max).unwrap_or(i32::MAX))
             .visibility_timeout(seconds(visibility))
             .wait_time_seconds(seconds(wait.min(MAX_WAIT)))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .customize()
+            .config_override(long_poll_timeouts(wait.min(MAX_WAIT)))
             .send()
             .await
             .map_err(|e| backend("sqs.ReceiveMessage", e))?;
@@ -165,17 +169,15 @@ impl QueueReceiver for SqsQueue {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| {
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
+                let attribute = |name: &MessageSystemAttributeName| m.attributes.as_ref()?.get(name)?.parse().ok();
+                let receive_count = attribute(&MessageSystemAttributeName::ApproximateReceiveCount).unwrap_or(1);
+                let sent_at_ms = attribute(&MessageSystemAttributeName::SentTimestamp).unwrap_or(0);
                 Some(ReceivedMessage {
                     message_id: m.message_id?,
                     receipt_handle: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
-                    receive_count,
+                    receive_count: u32::try_from(receive_count).unwrap_or(u32::MAX),
+                    sent_at_ms,
                 })
             })
             .collect())
@@ -319,4 +321,14 @@ pub async fn create_queue_with_dlq(
         .map_err(|e| backend(op, e))?;
     let url = queue.queue_url.ok_or_else(|| StoreError::backend(op, "no queue URL"))?;
     Ok((url, dlq_url))
+}
+
+/// The client's timeouts stretched by the long poll's `wait`: a receive that waits for
+/// messages is not a stuck call.
+fn long_poll_timeouts(wait: Duration) -> aws_sdk_sqs::config::Builder {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(wait + SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(wait + SDK_OPERATION_TIMEOUT)
+        .build();
+    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts)
 }

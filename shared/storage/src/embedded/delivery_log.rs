@@ -1,21 +1,31 @@
 //! The delivery log: the `attempts` table (sorted by `rules::attempt_key`) and the
 //! `delivery_status` table, both kept for the store's retention.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use webhooks_domain::{DeliveryAttempt, DeliveryStatus};
 
 use super::EmbeddedStore;
-use super::connection::to_json;
+use super::connection::{to_json, write_tx};
+use super::parked_retries::insert_parked;
 use crate::StoreError;
 use crate::page::{Page, PageRequest};
-use crate::ports::DeliveryLog;
-use crate::rules::attempt_key::attempt_sort_key;
+use crate::ports::{AttemptRecorded, DeliveryLog, HandOff};
+use crate::rules::attempt_key::{attempt_is_new, attempt_sort_key};
 use crate::rules::unix_time::now_ms;
+
+/// Inserts an attempt row.
+const INSERT_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts \
+    (merchant_id, subscription_id, sort_key, json, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+/// Sets a delivery's status (and, as `?6`, the highest attempt recorded; `NULL` keeps it).
+const UPSERT_STATUS: &str = "INSERT INTO delivery_status \
+    (event_id, subscription_id, merchant_id, status, expires_at_ms, last_attempt) \
+    VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0)) \
+    ON CONFLICT (event_id, subscription_id) DO UPDATE SET status = excluded.status, \
+    expires_at_ms = excluded.expires_at_ms, last_attempt = COALESCE(?6, last_attempt)";
 
 impl DeliveryLog for EmbeddedStore {
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-        let sql = "INSERT OR REPLACE INTO attempts (merchant_id, subscription_id, sort_key, json, expires_at_ms) \
-                   VALUES (?1, ?2, ?3, ?4, ?5)";
+        let sql = INSERT_ATTEMPT;
         let row = params![
             attempt.merchant_id,
             attempt.subscription_id,
@@ -46,16 +56,60 @@ impl DeliveryLog for EmbeddedStore {
         subscription_id: &str,
         status: DeliveryStatus,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT OR REPLACE INTO delivery_status \
-                   (event_id, subscription_id, merchant_id, status, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
         let row = params![
             event_id,
             subscription_id,
             merchant_id,
             to_json(&status)?,
             self.expires_at_ms(now_ms()),
+            None::<u32>,
         ];
-        self.db.exec("delivery_status.set", sql, row).map(drop)
+        self.db.exec("delivery_status.set", UPSERT_STATUS, row).map(drop)
+    }
+
+    async fn record_attempt_once(
+        &self,
+        attempt: &DeliveryAttempt,
+        status: DeliveryStatus,
+        hand_off: Option<&HandOff>,
+    ) -> Result<AttemptRecorded, StoreError> {
+        let expires_at_ms = self.expires_at_ms(now_ms());
+        let (attempt_json, status_json) = (to_json(attempt)?, to_json(&status)?);
+        let parked = hand_off.map(HandOff::parked);
+        self.db.call("delivery_log.record_attempt_once", |conn| {
+            let tx = write_tx(conn)?;
+            let last: Option<u32> = tx
+                .prepare_cached(
+                    "SELECT last_attempt FROM delivery_status WHERE event_id = ?1 AND subscription_id = ?2",
+                )?
+                .query_row([&attempt.event_id, &attempt.subscription_id], |row| row.get(0))
+                .optional()?;
+            if !attempt_is_new(last, attempt.attempt) {
+                return Ok(AttemptRecorded::AlreadyRecorded);
+            }
+            let row = params![
+                attempt.merchant_id,
+                attempt.subscription_id,
+                attempt_sort_key(attempt),
+                attempt_json,
+                expires_at_ms
+            ];
+            tx.prepare_cached(INSERT_ATTEMPT)?.execute(row)?;
+            let row = params![
+                attempt.event_id,
+                attempt.subscription_id,
+                attempt.merchant_id,
+                status_json,
+                expires_at_ms,
+                attempt.attempt
+            ];
+            tx.prepare_cached(UPSERT_STATUS)?.execute(row)?;
+            if let Some(parked) = &parked {
+                insert_parked(&tx, parked)?;
+            }
+            tx.commit()?;
+            Ok(AttemptRecorded::Recorded)
+        })
     }
 
     async fn delivery_status(

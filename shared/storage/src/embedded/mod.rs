@@ -13,6 +13,7 @@ mod connection;
 mod delivery_log;
 mod events;
 mod merchants;
+mod parked_retries;
 mod queue;
 mod retention;
 mod schema;

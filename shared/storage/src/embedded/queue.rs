@@ -1,6 +1,11 @@
 //! Queues with SQS semantics in the store's file: the `messages` table, one row per
-//! message, labelled with its queue's name.
+//! message, labelled with its queue's name. They refuse what SQS refuses (a delay over
+//! 15 minutes, a visibility reaching past 12 hours from the receive, a batch of more than
+//! 10 entries or 256 KiB, a message over 256 KiB, a receive of more than 10, a receive
+//! while 120,000 messages are in flight), naming the quota as SQS's documentation does, so
+//! the local stack fails where AWS would. A receipt handle carries its receive's instant.
 
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +16,8 @@ use uuid::Uuid;
 use super::connection::{Db, write_tx};
 use crate::StoreError;
 use crate::ports::{
-    MAX_BATCH, MAX_DELAY, MAX_VISIBILITY, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage,
+    MAX_BATCH, MAX_DELAY, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, MAX_VISIBILITY, OutgoingMessage, QueueReceiver,
+    QueueSender, ReceivedMessage,
 };
 use crate::rules::unix_time::{millis, now_ms};
 
@@ -46,11 +52,62 @@ fn dead_letter(conn: &Connection, row_id: i64, dlq: &str, reason: &str, now: i64
     conn.execute(sql, params![dlq, now, reason, row_id])
 }
 
+// The SQS quotas this queue enforces as SQS does, by the names SQS's documentation gives
+// them ("Amazon SQS message quotas", "Amazon SQS queue quotas", the API reference), so that
+// a refusal says which one. `docs/reliability.md` lists them.
+const MESSAGE_TIMER: &str = "Message timer";
+const VISIBILITY_TIMEOUT: &str = "Message visibility timeout";
+const MESSAGE_BATCH: &str = "Message batch";
+const MESSAGE_SIZE: &str = "Message size";
+const BATCH_PAYLOAD: &str = "Maximum total payload size";
+const RECEIVE_MAX: &str = "MaxNumberOfMessages";
+const IN_FLIGHT: &str = "In-flight messages per queue";
+
+/// A refusal of what SQS refuses: [`StoreError::Backend`] naming the quota.
+fn over_quota(op: &'static str, quota: &str, detail: impl Display) -> StoreError {
+    StoreError::backend(op, format!("{quota} quota: {detail}"))
+}
+
+/// Refuses a visibility timeout longer than SQS's 12 hours.
 fn check_visibility(op: &'static str, visibility: Duration) -> Result<(), StoreError> {
     if visibility > MAX_VISIBILITY {
-        return Err(StoreError::backend(op, "visibility timeout exceeds 12 hours"));
+        let why = format!("{} s, at most {} s", visibility.as_secs(), MAX_VISIBILITY.as_secs());
+        return Err(over_quota(op, VISIBILITY_TIMEOUT, why));
     }
     Ok(())
+}
+
+/// Refuses a batch of more than SQS's 10 entries.
+fn check_batch_len(op: &'static str, entries: usize) -> Result<(), StoreError> {
+    if entries > MAX_BATCH {
+        return Err(over_quota(
+            op,
+            MESSAGE_BATCH,
+            format!("{entries} entries, at most {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A receipt handle for a receive at `received_at_ms`: unique, and carrying the instant of
+/// the receive, which bounds the message's visibility (12 hours from it, as in SQS).
+fn receipt_handle(received_at_ms: i64) -> String {
+    format!("{received_at_ms}.{}", Uuid::new_v4())
+}
+
+/// When the receive that issued `receipt_handle` happened (`None`: not one of ours, or
+/// issued before handles carried it).
+fn received_at_ms(receipt_handle: &str) -> Option<i64> {
+    receipt_handle.split_once('.')?.0.parse().ok()
+}
+
+/// How many of `queue`'s messages are in flight at `now`: received, not deleted, still hidden.
+fn count_in_flight(conn: &Connection, queue: &str, now: i64) -> rusqlite::Result<usize> {
+    let sql = "SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at_ms > ?2 AND receipt IS NOT NULL";
+    let count: i64 = conn
+        .prepare_cached(sql)?
+        .query_row(params![queue, now], |row| row.get(0))?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 impl EmbeddedQueue {
@@ -76,29 +133,43 @@ impl EmbeddedQueue {
         })
     }
 
+    /// How many of this queue's messages are in flight: received, neither deleted nor
+    /// visible again. SQS refuses a receive once a standard queue has [`MAX_IN_FLIGHT`].
+    pub async fn in_flight(&self) -> Result<usize, StoreError> {
+        self.db.call("queue.in_flight", |conn| {
+            Ok(count_in_flight(conn, &self.name, now_ms())?)
+        })
+    }
+
     /// One receive without waiting: the messages, and the earliest `visible_at_ms` left in
     /// the queue (for the long poll to know when to look again).
     fn receive_now(&self, max: usize, visibility: Duration) -> Result<(Vec<ReceivedMessage>, Option<i64>), StoreError> {
+        const OP: &str = "queue.receive";
         let (limit, hide) = (i64::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1), millis(visibility));
-        let (received, moved, next) = self.db.call("queue.receive", |conn| {
+        let (received, moved, next) = self.db.call(OP, |conn| {
             let tx = write_tx(conn)?;
             let now = now_ms();
-            let sql = "SELECT id, message_id, body, receive_count FROM messages \
+            let in_flight = count_in_flight(&tx, &self.name, now)?;
+            if in_flight >= MAX_IN_FLIGHT {
+                let why = format!("{in_flight} messages in flight, at most {MAX_IN_FLIGHT}");
+                return Err(over_quota(OP, IN_FLIGHT, why).into());
+            }
+            let sql = "SELECT id, message_id, body, receive_count, sent_at_ms FROM messages \
                        WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, id LIMIT ?3";
             let rows = tx
                 .prepare_cached(sql)?
                 .query_map(params![self.name, now, limit], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
                 })?
-                .collect::<Result<Vec<(i64, String, String, u32)>, _>>()?;
+                .collect::<Result<Vec<(i64, String, String, u32, i64)>, _>>()?;
             let (mut received, mut moved) = (Vec::new(), 0usize);
-            for (row_id, message_id, body, count) in rows {
+            for (row_id, message_id, body, count, sent_at_ms) in rows {
                 match &self.dlq {
                     Some(dlq) if count >= self.max_receive_count => {
                         moved += dead_letter(&tx, row_id, dlq, MAX_RECEIVE_REASON, now)?;
                     }
                     _ => {
-                        let receipt = Uuid::new_v4().to_string();
+                        let receipt = receipt_handle(now);
                         let sql = "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, \
                                    receipt = ?2 WHERE id = ?3";
                         tx.execute(sql, params![now.saturating_add(hide), receipt, row_id])?;
@@ -107,6 +178,7 @@ impl EmbeddedQueue {
                             receipt_handle: receipt,
                             body,
                             receive_count: count.saturating_add(1),
+                            sent_at_ms,
                         });
                     }
                 }
@@ -134,6 +206,10 @@ impl EmbeddedQueue {
 
 impl QueueSender for EmbeddedQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<(), StoreError> {
+        if message.body.len() > MAX_MESSAGE_BYTES {
+            let why = format!("{} bytes, at most {MAX_MESSAGE_BYTES}", message.body.len());
+            return Err(over_quota("queue.send", MESSAGE_SIZE, why));
+        }
         self.send_batch(vec![message])
             .await?
             .into_iter()
@@ -142,25 +218,38 @@ impl QueueSender for EmbeddedQueue {
     }
 
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        if messages.len() > MAX_BATCH {
-            let why = format!("{} messages, at most {MAX_BATCH} per batch", messages.len());
-            return Err(StoreError::backend("queue.send_batch", why));
+        const OP: &str = "queue.send_batch";
+        check_batch_len(OP, messages.len())?;
+        let payload: usize = messages.iter().map(|m| m.body.len()).sum();
+        if payload > MAX_MESSAGE_BYTES {
+            return Err(over_quota(
+                OP,
+                BATCH_PAYLOAD,
+                format!("{payload} bytes, at most {MAX_MESSAGE_BYTES}"),
+            ));
         }
-        let results = self.db.call("queue.send_batch", |conn| {
+        let results = self.db.call(OP, |conn| {
             let tx = write_tx(conn)?;
             let now = now_ms();
             let mut results = Vec::with_capacity(messages.len());
             {
-                let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count) \
-                           VALUES (?1, ?2, ?3, ?4, 0)";
+                let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, sent_at_ms) \
+                           VALUES (?1, ?2, ?3, ?4, 0, ?5)";
                 let mut insert = tx.prepare_cached(sql)?;
                 for message in &messages {
                     if message.delay > MAX_DELAY {
-                        results.push(Err(StoreError::backend("queue.send", "delay exceeds 15 minutes")));
+                        let why = format!("{} s, at most {} s", message.delay.as_secs(), MAX_DELAY.as_secs());
+                        results.push(Err(over_quota("queue.send", MESSAGE_TIMER, why)));
                         continue;
                     }
                     let visible_at = now.saturating_add(millis(message.delay));
-                    insert.execute(params![self.name, Uuid::new_v4().to_string(), message.body, visible_at])?;
+                    insert.execute(params![
+                        self.name,
+                        Uuid::new_v4().to_string(),
+                        message.body,
+                        visible_at,
+                        now
+                    ])?;
                     results.push(Ok(()));
                 }
             }
@@ -172,13 +261,23 @@ impl QueueSender for EmbeddedQueue {
     }
 
     async fn send_dead_letter(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        const OP: &str = "queue.send_dead_letter";
         let Some(dlq) = &self.dlq else {
             let why = format!("queue {} has no dead-letter queue", self.name);
-            return Err(StoreError::backend("queue.send_dead_letter", why));
+            return Err(StoreError::backend(OP, why));
         };
-        self.db.call("queue.send_dead_letter", |conn| {
-            let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, dlq_reason) \
-                       VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+        // The SQS adapter sends the reason as a message attribute, which counts towards the size.
+        let size = body.len() + reason.len();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(over_quota(
+                OP,
+                MESSAGE_SIZE,
+                format!("{size} bytes, at most {MAX_MESSAGE_BYTES}"),
+            ));
+        }
+        self.db.call(OP, |conn| {
+            let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, dlq_reason, sent_at_ms) \
+                       VALUES (?1, ?2, ?3, ?4, 0, ?5, ?4)";
             conn.prepare_cached(sql)?
                 .execute(params![dlq, Uuid::new_v4().to_string(), body, now_ms(), reason])?;
             Ok(())
@@ -196,6 +295,13 @@ impl QueueReceiver for EmbeddedQueue {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, StoreError> {
         check_visibility("queue.receive", visibility)?;
+        if max > MAX_BATCH {
+            return Err(over_quota(
+                "queue.receive",
+                RECEIVE_MAX,
+                format!("{max}, at most {MAX_BATCH}"),
+            ));
+        }
         let start = tokio::time::Instant::now();
         let deadline = start.checked_add(wait).unwrap_or(start + Duration::from_secs(86_400));
         loop {
@@ -221,11 +327,26 @@ impl QueueReceiver for EmbeddedQueue {
     }
 
     async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), StoreError> {
-        check_visibility("queue.change_visibility", visibility)?;
-        let sql = "UPDATE messages SET visible_at_ms = ?1 WHERE queue = ?2 AND receipt = ?3";
+        const OP: &str = "queue.change_visibility";
+        check_visibility(OP, visibility)?;
         let visible_at = now_ms().saturating_add(millis(visibility));
-        let args = params![visible_at, self.name, receipt_handle];
-        match self.db.exec("queue.change_visibility", sql, args)? {
+        // SQS counts the 12 hours from the receive, not from this call.
+        let deadline = received_at_ms(receipt_handle).map(|at| at.saturating_add(millis(MAX_VISIBILITY)));
+        let changed = self.db.call(OP, |conn| {
+            if deadline.is_some_and(|deadline| visible_at > deadline) {
+                let sql = "SELECT 1 FROM messages WHERE queue = ?1 AND receipt = ?2";
+                if !conn.prepare_cached(sql)?.exists(params![self.name, receipt_handle])? {
+                    return Err(StoreError::BadReceipt.into());
+                }
+                let why = "hidden until more than 12 hours after its receive";
+                return Err(over_quota(OP, VISIBILITY_TIMEOUT, why).into());
+            }
+            let sql = "UPDATE messages SET visible_at_ms = ?1 WHERE queue = ?2 AND receipt = ?3";
+            Ok(conn
+                .prepare_cached(sql)?
+                .execute(params![visible_at, self.name, receipt_handle])?)
+        })?;
+        match changed {
             0 => Err(StoreError::BadReceipt),
             _ => {
                 self.notify.notify_waiters();
@@ -242,10 +363,7 @@ impl QueueReceiver for EmbeddedQueue {
     }
 
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        if receipt_handles.len() > MAX_BATCH {
-            let why = format!("{} handles, at most {MAX_BATCH} per batch", receipt_handles.len());
-            return Err(StoreError::backend("queue.delete_batch", why));
-        }
+        check_batch_len("queue.delete_batch", receipt_handles.len())?;
         self.db.call("queue.delete_batch", |conn| {
             let tx = write_tx(conn)?;
             let mut results = Vec::with_capacity(receipt_handles.len());
@@ -346,6 +464,79 @@ mod tests {
             dlq.send_dead_letter("nowhere", "no dlq").await,
             Err(StoreError::Backend { .. })
         ));
+    }
+
+    fn refused_for(result: Result<impl std::fmt::Debug, StoreError>, quota: &str) {
+        match result {
+            Err(StoreError::Backend { message, .. }) if message.starts_with(quota) => {}
+            other => panic!("expected a refusal naming {quota:?}, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn receives_and_batches_over_sqs_limits_are_refused_by_name() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default());
+        refused_for(queue.receive(MAX_BATCH + 1, LONG, NO_WAIT).await, RECEIVE_MAX);
+        let eleven = (0..=MAX_BATCH).map(|i| message(&i.to_string(), 0)).collect();
+        refused_for(queue.send_batch(eleven).await, MESSAGE_BATCH);
+        refused_for(queue.delete_batch(vec!["r".into(); MAX_BATCH + 1]).await, MESSAGE_BATCH);
+        assert_eq!(queue.approximate_len().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_visibility_is_bounded_by_twelve_hours_from_the_receive_that_issued_the_handle() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default());
+        queue.send(message("held", 0)).await.unwrap();
+        let received = queue.receive(1, LONG, NO_WAIT).await.unwrap().remove(0);
+        let receipt = received.receipt_handle;
+        let received_at = received_at_ms(&receipt).expect("the handle carries its receive instant");
+        while now_ms() <= received_at {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        refused_for(
+            queue.change_visibility(&receipt, MAX_VISIBILITY).await,
+            VISIBILITY_TIMEOUT,
+        );
+        let almost = MAX_VISIBILITY - Duration::from_secs(60);
+        queue.change_visibility(&receipt, almost).await.unwrap();
+        // A handle this queue never issued is a bad receipt, whatever instant it claims.
+        let forged = receipt_handle(received_at - 1);
+        assert_eq!(
+            queue.change_visibility(&forged, MAX_VISIBILITY).await,
+            Err(StoreError::BadReceipt)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_receive_is_refused_once_the_queue_has_its_quota_of_messages_in_flight() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default());
+        let hidden_until = now_ms() + 3_600_000;
+        queue
+            .db
+            .call("test.fill", |conn| {
+                let tx = write_tx(conn)?;
+                {
+                    let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, receipt) \
+                               VALUES ('tasks', ?1, 'x', ?2, 1, ?1)";
+                    let mut insert = tx.prepare_cached(sql)?;
+                    for i in 0..MAX_IN_FLIGHT {
+                        insert.execute(params![i.to_string(), hidden_until])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .unwrap();
+        queue.send(message("one more", 0)).await.unwrap();
+        assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
+        refused_for(queue.receive(1, LONG, NO_WAIT).await, IN_FLIGHT);
+        queue.delete("0").await.unwrap();
+        let got = queue.receive(1, LONG, NO_WAIT).await.unwrap();
+        assert_eq!(got[0].body, "one more");
+        assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
     }
 
     #[tokio::test]

@@ -31,10 +31,13 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     event_id TEXT NOT NULL, subscription_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
     status TEXT NOT NULL, expires_at_ms INTEGER NOT NULL, PRIMARY KEY (event_id, subscription_id));
 CREATE TABLE IF NOT EXISTS auth_callbacks (merchant_id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parked_retries (
+    shard INTEGER NOT NULL, sort_key TEXT NOT NULL, due_ms INTEGER NOT NULL, body TEXT NOT NULL,
+    dead_letter_reason TEXT, PRIMARY KEY (shard, sort_key));
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, message_id TEXT NOT NULL,
     body TEXT NOT NULL, visible_at_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,
-    receipt TEXT, dlq_reason TEXT);
+    receipt TEXT, dlq_reason TEXT, sent_at_ms INTEGER NOT NULL DEFAULT 0);
 ";
 
 /// Tables that files made before attempts and statuses expired lack `expires_at_ms` in.
@@ -64,6 +67,8 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
     for table in TABLES_GIVEN_EXPIRY {
         give_expiry(&tx, table)?;
     }
+    add_column_if_missing(&tx, "delivery_status", "last_attempt", "INTEGER NOT NULL DEFAULT 0")?;
+    add_column_if_missing(&tx, "messages", "sent_at_ms", "INTEGER NOT NULL DEFAULT 0")?;
     tx.execute_batch(INDEXES)?;
     // Two v4 UUIDs: 244 bits from the OS generator; kept so cursors survive restarts.
     let fresh: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
@@ -90,6 +95,16 @@ fn give_expiry(conn: &Connection, table: &str) -> rusqlite::Result<()> {
         ))?;
         let sql = format!("UPDATE {table} SET expires_at_ms = ?1");
         conn.execute(&sql, [expires_at_ms(now_ms(), DEFAULT_RETENTION)])?;
+    }
+    Ok(())
+}
+
+/// Adds `column` to `table` if an older version made the table without it.
+fn add_column_if_missing(conn: &Connection, table: &str, column: &str, definition: &str) -> rusqlite::Result<()> {
+    let sql = "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2";
+    let present: bool = conn.query_row(sql, [table, column], |row| row.get(0))?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
     }
     Ok(())
 }

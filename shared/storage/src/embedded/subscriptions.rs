@@ -7,7 +7,7 @@ use super::EmbeddedStore;
 use super::connection::to_json;
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
-use crate::rules::write_conditions::Precondition;
+use crate::rules::write_conditions::{Precondition, VersionedReplace};
 use crate::{Entity, StoreError};
 
 /// The `events` column of a subscription: `,name,name,`, so that `instr(events, ',name,')`
@@ -44,11 +44,23 @@ impl SubscriptionStore for EmbeddedStore {
     }
 
     async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let sql = "UPDATE subscriptions SET enabled = ?3, events = ?4, json = ?5 WHERE merchant_id = ?1 AND id = ?2";
-        let s = subscription;
-        let row = params![s.merchant_id, s.id, s.enabled, events_column(s), to_json(s)?];
-        let rows = self.db.exec("subscriptions.update", sql, row)?;
-        Precondition::Present.check(rows)
+        // The version lives in the JSON; one stored before versions has none and is at 0.
+        let update = "UPDATE subscriptions SET enabled = ?3, events = ?4, json = ?5 \
+                      WHERE merchant_id = ?1 AND id = ?2 AND ifnull(json_extract(json, '$.version'), 0) = ?6";
+        let exists = "SELECT EXISTS (SELECT 1 FROM subscriptions WHERE merchant_id = ?1 AND id = ?2)";
+        let replace = VersionedReplace::of(subscription);
+        let read = i64::try_from(replace.read).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let s = &replace.next;
+        let row = params![s.merchant_id, s.id, s.enabled, events_column(s), to_json(s)?, read];
+        self.db.call("subscriptions.update", |conn| {
+            if conn.prepare_cached(update)?.execute(row)? > 0 {
+                return Ok(());
+            }
+            let exists = conn
+                .prepare_cached(exists)?
+                .query_row([&s.merchant_id, &s.id], |row| row.get(0))?;
+            Err(replace.refused(exists).into())
+        })
     }
 
     async fn delete_subscription(&self, merchant_id: &str, subscription_id: &str) -> Result<bool, StoreError> {
@@ -71,5 +83,35 @@ impl SubscriptionStore for EmbeddedStore {
         let needle = format!(",{event},");
         self.db
             .list("subscriptions.for_event", &scope, &page, sql, &[&merchant_id, &needle])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_row_stored_before_versions_is_at_version_0_and_takes_versioned_writes() {
+        let (_dir, store) = crate::embedded::open_temporary();
+        let legacy = r#"{"id":"sub_1","merchantId":"m_1","url":"https://merchant.example/hook",
+            "events":["payment_received"],"description":"","enabled":true,
+            "createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z",
+            "secrets":{"current":"old-secret-0123456789"}}"#;
+        let sql = "INSERT INTO subscriptions (merchant_id, id, enabled, events, json) \
+                   VALUES ('m_1', 'sub_1', 1, ',payment_received,', ?1)";
+        store.db.exec("test.insert_legacy", sql, [legacy]).unwrap();
+
+        let read = store.get_subscription("m_1", "sub_1").await.unwrap().unwrap();
+        assert_eq!(read.version, 0);
+        let changed = Subscription {
+            enabled: false,
+            ..read.clone()
+        };
+        store.update_subscription(&changed).await.unwrap();
+        assert_eq!(
+            store.get_subscription("m_1", "sub_1").await.unwrap(),
+            Some(Subscription { version: 1, ..changed })
+        );
+        assert_eq!(store.update_subscription(&read).await, Err(StoreError::VersionConflict));
     }
 }

@@ -23,6 +23,14 @@ pub(crate) fn attempt_sort_key(attempt: &DeliveryAttempt) -> String {
     )
 }
 
+/// Whether attempt number `attempt` of a delivery is still to be recorded, given the
+/// highest number recorded for it so far: each number is recorded once, and never after a
+/// later one (DynamoDB states the same as `attribute_not_exists(lastAttempt) OR
+/// lastAttempt < :attempt` on the delivery's status item).
+pub(crate) fn attempt_is_new(last_recorded: Option<u32>, attempt: u32) -> bool {
+    last_recorded.is_none_or(|last| last < attempt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +82,13 @@ mod tests {
         sorted.sort_by(|a, b| b.cmp(a));
         assert_eq!(sorted, keys);
         assert!(keys.iter().all(|key| key.starts_with(ATTEMPT_KEY_PREFIX)));
+    }
+
+    #[test]
+    fn an_attempt_is_recorded_once_and_never_after_a_later_one() {
+        assert!(attempt_is_new(None, 1));
+        assert!(attempt_is_new(Some(1), 2));
+        assert!(!attempt_is_new(Some(2), 2));
+        assert!(!attempt_is_new(Some(3), 2));
     }
 }

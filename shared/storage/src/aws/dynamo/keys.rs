@@ -43,3 +43,8 @@ pub(super) fn delivery_pk(event_id: &str) -> String {
 pub(super) fn attempts_pk(merchant_id: &str, subscription_id: &str) -> String {
     format!("ATTEMPTS#{merchant_id}#{subscription_id}")
 }
+
+/// The partition of one shard of the due-time index of parked retries.
+pub(super) fn due_pk(shard: u32) -> String {
+    format!("DUE#{shard:02}")
+}

@@ -6,6 +6,7 @@ mod delivery_log;
 mod events;
 mod keys;
 mod merchants;
+mod parked_retries;
 mod subscriptions;
 mod table;
 

@@ -1,15 +1,23 @@
 //! Subscriptions: `MERCHANT#{merchantId}` / `SUB#{id}`, with `enabled` and `events`
-//! beside `data` for the fan-out query's filter.
+//! beside `data` for the fan-out query's filter, and `version` for the condition of a
+//! replace.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use webhooks_domain::{EventName, Subscription};
 
 use super::keys::{SUBSCRIPTION_PREFIX, merchant_pk, subscription_sk};
-use super::{DynamoStore, Item, PageQuery, item};
+use super::{DynamoStore, Item, PageQuery, backend, item};
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
-use crate::rules::write_conditions::Precondition;
+use crate::rules::write_conditions::{Precondition, VersionedReplace};
 use crate::{Entity, StoreError};
+
+/// The condition of a replace of a subscription read at version `:read`, past 0.
+const AT_VERSION: &str = "version = :read";
+/// The same at version 0, which an item stored before subscriptions had versions is at
+/// without a `version` attribute.
+const AT_FIRST_VERSION: &str = "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :read)";
 
 fn subscription_item(subscription: &Subscription) -> Result<Item, StoreError> {
     let mut item = item(
@@ -20,6 +28,7 @@ fn subscription_item(subscription: &Subscription) -> Result<Item, StoreError> {
     item.insert("enabled".into(), AttributeValue::Bool(subscription.enabled));
     let events = subscription.events.iter().map(|e| e.as_str().to_owned()).collect();
     item.insert("events".into(), AttributeValue::Ss(events));
+    item.insert("version".into(), AttributeValue::N(subscription.version.to_string()));
     Ok(item)
 }
 
@@ -69,9 +78,31 @@ impl SubscriptionStore for DynamoStore {
     }
 
     async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let item = subscription_item(subscription)?;
-        self.put("dynamodb.update_subscription", item, Some(Precondition::Present))
-            .await
+        let replace = VersionedReplace::of(subscription);
+        let condition = match replace.read {
+            0 => AT_FIRST_VERSION,
+            _ => AT_VERSION,
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(subscription_item(&replace.next)?))
+            .condition_expression(condition)
+            .expression_attribute_values(":read", AttributeValue::N(replace.read.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.as_service_error() {
+                // The refused write returns the item it found, if there was one.
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Err(replace.refused(failed.item().is_some_and(|item| !item.is_empty())))
+                }
+                _ => Err(backend("dynamodb.update_subscription", error)),
+            },
+        }
     }
 
     async fn delete_subscription(&self, merchant_id: &str, subscription_id: &str) -> Result<bool, StoreError> {
