@@ -6,6 +6,7 @@
 pub mod aws_quotas;
 pub mod backends;
 pub mod clock;
+pub mod faults;
 pub mod fixtures;
 pub mod lambda_emulator;
 pub mod merchant;

@@ -21,6 +21,7 @@ use webhooks_storage::{
 };
 use webhooks_tests::backends::Harness;
 use webhooks_tests::clock::{ClockDelayedQueue, ManualClock};
+use webhooks_tests::faults::{FaultyStore, Step};
 use webhooks_tests::fixtures::{event, event_message, subscription};
 use webhooks_tests::merchant::{Happening, TestMerchant, refused_url};
 use webhooks_tests::verifiers::node;
@@ -58,6 +59,7 @@ on_both_backends!(
     the_default_schedule_runs_27_hours_on_a_clock_with_nothing_in_flight_between_attempts,
     an_event_without_a_time_stamp_delivered_twice_by_sqs_is_one_event,
     a_request_that_would_outlast_the_lambda_deadline_is_recorded_as_a_timeout,
+    a_failure_after_any_step_of_deliver_or_the_scheduler_still_makes_one_chain,
     deleted_or_disabled_subscriptions_are_skipped,
     delivered_webhooks_verify_in_node_and_with_standard_webhooks,
     ingest_fans_out_once_per_event_id,
@@ -699,6 +701,93 @@ mod cases {
             .unwrap()
             .items;
         assert_eq!(attempts[0].error.as_deref(), Some("timeout"), "recorded as a timeout");
+    }
+
+    pub async fn a_failure_after_any_step_of_deliver_or_the_scheduler_still_makes_one_chain(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-faults", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let store = FaultyStore::new(h.store().clone());
+        let on_schedule = |schedule: &str| {
+            let config = DeliverConfig {
+                retry_schedule: schedule.parse().unwrap(),
+                timeout: 5 * SEC,
+            };
+            Deliver::new(
+                store.clone(),
+                deliveries.clone(),
+                http_client(&LOOPBACK),
+                config,
+                clock.clone(),
+            )
+        };
+        let (short, long) = (on_schedule("1s"), on_schedule("20m"));
+        let scheduler = Scheduler::new(store.clone(), deliveries.clone(), clock.clone());
+        let broken_scheduler = Scheduler::new(store.clone(), FailingQueue, clock.clone());
+        let task = |case: &str| DeliveryTask::first(event(MERCHANT, &format!("evt_{case}")), format!("sub_{case}"));
+        for case in ["record", "unpark", "scheduler_unpark", "scheduler_send"] {
+            let url = merchant.url("/status/503");
+            h.store()
+                .create_subscription(&subscription(MERCHANT, &format!("sub_{case}"), &url))
+                .await
+                .unwrap();
+        }
+
+        // Deliver: the record fails (nothing written); SQS redelivers the task.
+        store.fail_next(Step::RecordAttempt);
+        assert!(short.deliver(&task("record")).await.is_err());
+        assert!(matches!(
+            short.deliver(&task("record")).await.unwrap(),
+            TaskOutcome::RetryScheduled(_)
+        ));
+        // Deliver: the retry is sent but its hand-off stays parked; the scheduler sends it again.
+        store.fail_next(Step::Unpark);
+        assert!(matches!(
+            short.deliver(&task("unpark")).await.unwrap(),
+            TaskOutcome::RetryScheduled(_)
+        ));
+        // The scheduler: a parked retry is sent but not removed; the next run sends it again.
+        assert!(matches!(
+            long.deliver(&task("scheduler_unpark")).await.unwrap(),
+            TaskOutcome::RetryScheduled(_)
+        ));
+        // The scheduler: the queue refuses the send; the retry stays parked for the next run.
+        assert!(matches!(
+            long.deliver(&task("scheduler_send")).await.unwrap(),
+            TaskOutcome::RetryScheduled(_)
+        ));
+        clock.advance(Duration::from_secs(25 * 60));
+        assert!(broken_scheduler.move_due_tasks().await.is_err());
+        store.fail_next(Step::Unpark);
+        assert!(scheduler.move_due_tasks().await.is_err());
+
+        // Then everything runs its course: each retry (and any copy of it) is attempted.
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(25 * 60));
+            scheduler.move_due_tasks().await.unwrap();
+            let received = drain(&deliveries, 3 * SEC).await;
+            for message in &received {
+                let record = &event_of_received(std::slice::from_ref(message)).records[0];
+                short.handle_record(record).await.unwrap();
+                deliveries.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+        let dead: Vec<String> = drain(&dlq, 5 * SEC).await.into_iter().map(|m| m.body).collect();
+        for case in ["record", "unpark", "scheduler_unpark", "scheduler_send"] {
+            let log = h
+                .store()
+                .list_attempts(MERCHANT, &format!("sub_{case}"), PageRequest::first(10))
+                .await
+                .unwrap()
+                .items;
+            let numbers: Vec<u32> = log.iter().map(|a| a.attempt).collect();
+            assert_eq!(numbers, [2, 1], "{case}: each attempt once, nothing lost");
+            let letters = dead
+                .iter()
+                .filter(|body| body.contains(&format!("\"evt_{case}\"")))
+                .count();
+            assert_eq!(letters, 1, "{case}: one dead letter");
+        }
     }
 
     pub async fn deleted_or_disabled_subscriptions_are_skipped(h: &impl Harness) {

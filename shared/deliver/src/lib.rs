@@ -11,21 +11,17 @@
 //! can redrive it.
 
 mod answer;
+mod webhook_request;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
-use tokio::time::Instant;
 use webhooks_domain::{
-    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, IsoTime, RetrySchedule, Subscription,
-    UrlPolicy,
+    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, IsoTime, RetrySchedule, UrlPolicy,
 };
-use webhooks_outbound::{BodyLimit, OutboundClient};
+use webhooks_outbound::OutboundClient;
 use webhooks_runtime::{BatchError, Budget, process_batch};
-use webhooks_signing::seed::SeedPayload;
-use webhooks_signing::standard::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, signature_header};
 use webhooks_storage::aws::SDK_OPERATION_TIMEOUT;
 use webhooks_storage::ports::MAX_DELAY;
 use webhooks_storage::{
@@ -36,6 +32,7 @@ use webhooks_storage::{
 pub use crate::answer::{EXCERPT_BYTES, RESPONSE_READ_CAP_BYTES};
 
 use crate::answer::{Answer, describe, error_kind, excerpt, failure_kind, is_success};
+use crate::webhook_request::post_webhook;
 
 /// The `user-agent` of every webhook.
 pub const USER_AGENT: &str = concat!("ramp-webhooks/", env!("CARGO_PKG_VERSION"));
@@ -181,9 +178,8 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             return Ok(TaskOutcome::Skipped);
         };
 
-        let (answer, latency) = self
-            .send(&subscription, task, now, budget.reserving(RESERVE_AFTER_REQUEST))
-            .await;
+        let budget = budget.reserving(RESERVE_AFTER_REQUEST);
+        let (answer, latency) = post_webhook(&self.client, &subscription, task, now, budget, self.config.timeout).await;
         let mut attempt = self.attempt_record(task, now, AttemptOutcome::Failed);
         attempt.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         attempt.error = error_kind(&answer).map(str::to_owned);
@@ -333,50 +329,6 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             )
             .await?;
         Ok(TaskOutcome::Delivered)
-    }
-
-    /// Signs the body and headers and POSTs them; an URL the policy refuses is not sent.
-    async fn send(
-        &self,
-        subscription: &Subscription,
-        task: &DeliveryTask,
-        now: IsoTime,
-        budget: Budget,
-    ) -> (Answer, Duration) {
-        let url = match self.client.check(&subscription.url) {
-            Ok(url) => url,
-            Err(blocked) => return (Err(blocked), Duration::ZERO),
-        };
-        let event = &task.event;
-        let time_stamp = event.time_stamp.to_string();
-        let payload = SeedPayload {
-            event_name: event.event_name.as_str(),
-            order_id: &event.order_id,
-            time_stamp: &time_stamp,
-        };
-        let body = payload.signed_body(subscription.secrets.current.as_bytes());
-        let timestamp = now.instant().unix_timestamp();
-        let keys: Vec<&[u8]> = subscription
-            .secrets
-            .active(now)
-            .into_iter()
-            .map(str::as_bytes)
-            .collect();
-        let signature = signature_header(&keys, &event.event_id, timestamp, body.as_bytes());
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let header = |value: &str| HeaderValue::from_str(value).expect("ids, numbers and base64 are header-safe");
-        headers.insert(HEADER_ID, header(&event.event_id));
-        headers.insert(HEADER_TIMESTAMP, header(&timestamp.to_string()));
-        headers.insert(HEADER_SIGNATURE, header(&signature));
-        let started = Instant::now();
-        let request = self.client.post(&url).headers(headers).body(body);
-        let limit = BodyLimit::Truncate(RESPONSE_READ_CAP_BYTES);
-        let answer = self
-            .client
-            .exchange(request, limit, budget.ends_at(started, self.config.timeout))
-            .await;
-        (answer, started.elapsed())
     }
 
     /// Puts `task` where it waits `delay`: the deliveries queue with that delay, up to SQS's

@@ -1,0 +1,132 @@
+//! A store that fails one chosen step once, standing in for a crash or a throttled call
+//! between two steps of a use case: the step before it happened, the one after it did not.
+
+use std::sync::{Arc, Mutex};
+
+use webhooks_domain::{DeliveryAttempt, DeliveryStatus, EventName, Subscription};
+use webhooks_storage::{
+    AttemptRecorded, DeliveryLog, HandOff, Page, PageRequest, ParkedRetries, ParkedTask, StoreError, SubscriptionStore,
+};
+
+/// The store steps a fault can hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `DeliveryLog::record_attempt_once`: nothing is written.
+    RecordAttempt,
+    /// `ParkedRetries::unpark`: the tasks stay parked.
+    Unpark,
+}
+
+/// `inner`, whose next call of the armed [`Step`] fails (once) with a backend error.
+#[derive(Clone)]
+pub struct FaultyStore<S> {
+    inner: S,
+    armed: Arc<Mutex<Option<Step>>>,
+}
+
+impl<S> FaultyStore<S> {
+    /// `inner` with no fault armed.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            armed: Arc::default(),
+        }
+    }
+
+    /// Makes the next call of `step` fail.
+    pub fn fail_next(&self, step: Step) {
+        *self.armed.lock().expect("fault lock") = Some(step);
+    }
+
+    /// Fails if `step` is armed (and disarms it).
+    fn trip(&self, step: Step) -> Result<(), StoreError> {
+        let mut armed = self.armed.lock().expect("fault lock");
+        match *armed == Some(step) {
+            true => {
+                *armed = None;
+                Err(StoreError::backend("fault", format!("injected failure at {step:?}")))
+            }
+            false => Ok(()),
+        }
+    }
+}
+
+impl<S: SubscriptionStore> SubscriptionStore for FaultyStore<S> {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.inner.create_subscription(subscription).await
+    }
+    async fn get_subscription(&self, merchant_id: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
+        self.inner.get_subscription(merchant_id, id).await
+    }
+    async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
+        self.inner.list_subscriptions(merchant_id, page).await
+    }
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.inner.update_subscription(subscription).await
+    }
+    async fn delete_subscription(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_subscription(merchant_id, id).await
+    }
+    async fn subscriptions_for_event(
+        &self,
+        merchant_id: &str,
+        event: EventName,
+        page: PageRequest,
+    ) -> Result<Page<Subscription>, StoreError> {
+        self.inner.subscriptions_for_event(merchant_id, event, page).await
+    }
+}
+
+impl<S: DeliveryLog> DeliveryLog for FaultyStore<S> {
+    async fn record_attempt(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
+        self.inner.record_attempt(attempt).await
+    }
+    async fn list_attempts(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<DeliveryAttempt>, StoreError> {
+        self.inner.list_attempts(merchant_id, subscription_id, page).await
+    }
+    async fn set_delivery_status(
+        &self,
+        merchant_id: &str,
+        event_id: &str,
+        subscription_id: &str,
+        status: DeliveryStatus,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .set_delivery_status(merchant_id, event_id, subscription_id, status)
+            .await
+    }
+    async fn record_attempt_once(
+        &self,
+        attempt: &DeliveryAttempt,
+        status: DeliveryStatus,
+        hand_off: Option<&HandOff>,
+    ) -> Result<AttemptRecorded, StoreError> {
+        self.trip(Step::RecordAttempt)?;
+        self.inner.record_attempt_once(attempt, status, hand_off).await
+    }
+    async fn delivery_status(
+        &self,
+        event_id: &str,
+        subscription_id: &str,
+    ) -> Result<Option<DeliveryStatus>, StoreError> {
+        self.inner.delivery_status(event_id, subscription_id).await
+    }
+}
+
+impl<S: ParkedRetries> ParkedRetries for FaultyStore<S> {
+    async fn park(&self, task: &ParkedTask) -> Result<(), StoreError> {
+        self.inner.park(task).await
+    }
+    async fn due_tasks(&self, shard: u32, now_ms: i64, limit: usize) -> Result<Vec<ParkedTask>, StoreError> {
+        self.inner.due_tasks(shard, now_ms, limit).await
+    }
+    async fn unpark(&self, tasks: &[ParkedTask]) -> Result<(), StoreError> {
+        self.trip(Step::Unpark)?;
+        self.inner.unpark(tasks).await
+    }
+}
