@@ -2,4 +2,5 @@
 //! data dir, driven over HTTP like a user would, webhooks received by a real merchant.
 
 mod harness;
+mod outage;
 mod scenarios;

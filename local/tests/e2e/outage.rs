@@ -1,0 +1,205 @@
+//! A merchant that is down with thousands of pending deliveries must not hold up the other
+//! merchants, nor fill the deliveries queue's in-flight quota: a message is in flight only
+//! while its attempt runs (its retries wait as delayed messages or in the due-time index).
+//!
+//! Prints the healthy merchant's publish-to-receipt latency with and without the outage
+//! (figures, not assertions: tests never assert on time) and asserts the in-flight count.
+//! `OUTAGE_PENDING` (default 10,000) sets the down merchant's deliveries.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::json;
+use webhooks_tests::merchant::refused_url;
+
+use crate::harness::Stack;
+
+/// The healthy merchant's events in each phase, published at [`HEALTHY_INTERVAL`].
+const HEALTHY_EVENTS: usize = 200;
+const HEALTHY_INTERVAL: Duration = Duration::from_millis(50);
+/// Concurrent publishers of the down merchant's events.
+const FLOOD_PUBLISHERS: usize = 16;
+/// The local stack's batches in hand: 8 deliver pollers of up to 10 messages.
+const BATCHES_IN_HAND: usize = 8 * 10;
+/// How often the in-flight count is read from the store file.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// A merchant that answers 200 and notes when each webhook (by `webhook-id`) arrived.
+struct LatencyReceiver {
+    url: String,
+    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl LatencyReceiver {
+    async fn start() -> Self {
+        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let noted = arrivals.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap| {
+                let noted = noted.clone();
+                async move {
+                    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+                        noted.lock().unwrap().entry(id.to_owned()).or_insert_with(Instant::now);
+                    }
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, arrivals }
+    }
+
+    fn arrived(&self, event_id: &str) -> Option<Instant> {
+        self.arrivals.lock().unwrap().get(event_id).copied()
+    }
+}
+
+fn event(merchant_id: &str, name: &str, order: &str) -> serde_json::Value {
+    json!({"merchantId": merchant_id, "eventName": name, "orderId": order, "timeStamp": "2026-11-27T00:00:00.000Z"})
+}
+
+/// Publishes one event straight to `/local/events`; its id.
+async fn publish(client: &reqwest::Client, stack_url: &str, event: &serde_json::Value) -> String {
+    let response = client
+        .post(format!("{stack_url}/local/events"))
+        .json(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["eventId"].as_str().unwrap().to_owned()
+}
+
+/// Publishes the healthy merchant's events at a steady rate and waits for each; the
+/// publish-to-receipt latencies, sorted.
+async fn healthy_latencies(stack: &Stack, receiver: &LatencyReceiver, phase: &str) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let mut published = Vec::with_capacity(HEALTHY_EVENTS);
+    let mut tick = tokio::time::interval(HEALTHY_INTERVAL);
+    for n in 0..HEALTHY_EVENTS {
+        tick.tick().await;
+        let at = Instant::now();
+        let id = publish(
+            &client,
+            &stack.url,
+            &event(&stack.merchant_id, "crypto_delivered", &format!("{phase}-{n}")),
+        )
+        .await;
+        published.push((id, at));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut latencies = Vec::with_capacity(HEALTHY_EVENTS);
+    for (id, at) in &published {
+        loop {
+            if let Some(arrived) = receiver.arrived(id) {
+                latencies.push(arrived - *at);
+                break;
+            }
+            assert!(Instant::now() < deadline, "the healthy merchant never got {id}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    latencies.sort();
+    latencies
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+/// The deliveries messages in flight right now (received, not deleted, still hidden), read
+/// from the store file as a second reader (WAL).
+fn in_flight(db: &rusqlite::Connection) -> usize {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sql = "SELECT COUNT(*) FROM messages WHERE queue = 'deliveries' AND receipt IS NOT NULL AND visible_at_ms > ?1";
+    db.query_row(sql, [now], |row| row.get::<_, i64>(0)).unwrap() as usize
+}
+
+fn open_read_only(path: &Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_down_with_thousands_of_pending_deliveries_does_not_hold_up_a_healthy_one() {
+    let pending: usize = std::env::var("OUTAGE_PENDING")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(dir.path(), &[], &[]);
+    let receiver = LatencyReceiver::start().await;
+    stack.subscribe(&refused_url(), &["payment_received"]).await;
+    stack.subscribe(&receiver.url, &["crypto_delivered"]).await;
+
+    let baseline = healthy_latencies(&stack, &receiver, "baseline").await;
+
+    // The outage: the down merchant's deliveries published as fast as the stack takes them.
+    let flood_started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for publisher in 0..FLOOD_PUBLISHERS {
+        let (url, merchant_id) = (stack.url.clone(), stack.merchant_id.clone());
+        flood.spawn(async move {
+            let client = reqwest::Client::new();
+            for n in (publisher..pending).step_by(FLOOD_PUBLISHERS) {
+                publish(
+                    &client,
+                    &url,
+                    &event(&merchant_id, "payment_received", &format!("down-{n}")),
+                )
+                .await;
+            }
+        });
+    }
+    let db = open_read_only(&dir.path().join("store.sqlite3"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(in_flight(&db));
+                std::thread::sleep(SAMPLE_EVERY);
+            }
+            most
+        })
+    };
+    let during = healthy_latencies(&stack, &receiver, "outage").await;
+    while flood.join_next().await.is_some() {}
+    let flood_took = flood_started.elapsed();
+    // The first attempts and their 5 s retries run while the flood drains.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most_in_flight = sampler.await.unwrap();
+
+    println!("outage: {pending} deliveries to a down merchant published in {flood_took:.1?}");
+    println!(
+        "healthy merchant, publish to receipt ({HEALTHY_EVENTS} events at {}/s): without the outage p50 {:.1?} p99 {:.1?}; during it p50 {:.1?} p99 {:.1?}",
+        1000 / HEALTHY_INTERVAL.as_millis(),
+        percentile(&baseline, 0.5),
+        percentile(&baseline, 0.99),
+        percentile(&during, 0.5),
+        percentile(&during, 0.99),
+    );
+    println!(
+        "deliveries queue in flight during the outage: at most {most_in_flight} (batches in hand: {BATCHES_IN_HAND})"
+    );
+    assert!(
+        most_in_flight <= BATCHES_IN_HAND,
+        "{most_in_flight} in flight: messages wait in flight beyond the batches in hand"
+    );
+}
