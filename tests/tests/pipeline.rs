@@ -489,13 +489,18 @@ mod cases {
             drain(&deliveries, SEC).await.is_empty(),
             "nothing waits in the queue, visible or in flight"
         );
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "not due yet");
+        assert_eq!(scheduler.move_due_tasks().await.unwrap().moved, 0, "not due yet");
 
         clock.advance(delay - Duration::from_secs(60));
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "a minute early");
+        assert_eq!(scheduler.move_due_tasks().await.unwrap().moved, 0, "a minute early");
         clock.advance(Duration::from_secs(61));
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 1, "moved once due");
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "and only once");
+        let report = scheduler.move_due_tasks().await.unwrap();
+        assert_eq!(report.moved, 1, "moved once due");
+        assert!(
+            report.oldest_due_age >= Duration::from_millis(999) && report.oldest_due_age <= 2 * SEC,
+            "reported a second late: {report:?}"
+        );
+        assert_eq!(scheduler.move_due_tasks().await.unwrap().moved, 0, "and only once");
 
         let moved = drain(&deliveries, 5 * SEC).await;
         assert_eq!(moved.len(), 1);
@@ -538,8 +543,8 @@ mod cases {
 
         // The recorded hand-off waits in the due-time index: the scheduler sends it, once.
         clock.advance(2 * SEC);
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 1);
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0);
+        assert_eq!(scheduler.move_due_tasks().await.unwrap().moved, 1);
+        assert_eq!(scheduler.move_due_tasks().await.unwrap().moved, 0);
         let retries = drain(&deliveries, 5 * SEC).await;
         assert_eq!(retries.len(), 1, "exactly one chain");
         let second = DeliveryTask::from_message_body(&retries[0].body).unwrap();
@@ -549,7 +554,11 @@ mod cases {
         assert_eq!(deliver.deliver(&second).await.unwrap(), TaskOutcome::Exhausted);
         assert_eq!(deliver.deliver(&second).await.unwrap(), TaskOutcome::AlreadyRecorded);
         clock.advance(SEC);
-        assert_eq!(scheduler.move_due_tasks().await.unwrap(), 0, "nothing left to hand off");
+        assert_eq!(
+            scheduler.move_due_tasks().await.unwrap().moved,
+            0,
+            "nothing left to hand off"
+        );
         assert_eq!(drain(&dlq, 5 * SEC).await.len(), 1, "one DLQ entry");
         let attempts = h
             .store()

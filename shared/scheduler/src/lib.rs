@@ -19,6 +19,41 @@ use webhooks_storage::{DUE_INDEX_SHARDS, OutgoingMessage, ParkedRetries, ParkedT
 
 /// Parked tasks read from one shard at a time.
 pub const DUE_PAGE_SIZE: usize = 100;
+/// The CloudWatch namespace of the scheduler's metrics.
+pub const METRICS_NAMESPACE: &str = "Webhooks";
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveReport {
+    /// Tasks sent on (retries to the queue, dead letters to the DLQ).
+    pub moved: usize,
+    /// How late the most overdue of them was: the backlog's age (zero when the scheduler
+    /// keeps up, growing when it does not).
+    pub oldest_due_age: Duration,
+}
+
+impl MoveReport {
+    /// The run in CloudWatch Embedded Metric Format, one JSON object for one log line:
+    /// `DueRetriesMoved` (count) and `OldestDueRetryAgeSeconds`, by `FunctionName`.
+    pub fn emf(&self, function_name: &str, timestamp_ms: i64) -> serde_json::Value {
+        serde_json::json!({
+            "_aws": {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": [
+                        {"Name": "DueRetriesMoved", "Unit": "Count"},
+                        {"Name": "OldestDueRetryAgeSeconds", "Unit": "Seconds"}
+                    ]
+                }]
+            },
+            "FunctionName": function_name,
+            "DueRetriesMoved": self.moved,
+            "OldestDueRetryAgeSeconds": self.oldest_due_age.as_secs_f64(),
+        })
+    }
+}
 
 /// Why a run stopped early; what it moved before stays moved.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +91,18 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
         }
     }
 
-    /// Moves every task due by now to the deliveries queue; how many it moved.
-    pub async fn move_due_tasks(&self) -> Result<usize, SchedulerError> {
+    /// Moves every task due by now to the deliveries queue.
+    pub async fn move_due_tasks(&self) -> Result<MoveReport, SchedulerError> {
         let now = self.clock.now();
         let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let mut moved = 0;
+        let mut earliest_due_ms = now_ms;
         for shard in 0..DUE_INDEX_SHARDS {
             loop {
                 let due = self.store.due_tasks(shard, now_ms, DUE_PAGE_SIZE).await?;
+                if let Some(first) = due.first() {
+                    earliest_due_ms = earliest_due_ms.min(first.due_ms);
+                }
                 let (dead_letters, retries): (Vec<ParkedTask>, Vec<ParkedTask>) =
                     due.iter().cloned().partition(|task| task.dead_letter_reason.is_some());
                 for batch in retries.chunks(MAX_BATCH) {
@@ -78,10 +117,15 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
                 }
             }
         }
+        let oldest_due_age = Duration::from_millis(u64::try_from(now_ms - earliest_due_ms).unwrap_or(0));
         if moved > 0 {
-            tracing::info!(moved, "due retries moved to the deliveries queue");
+            tracing::info!(
+                moved,
+                oldest_due_age_ms = oldest_due_age.as_millis(),
+                "due retries moved to the deliveries queue"
+            );
         }
-        Ok(moved)
+        Ok(MoveReport { moved, oldest_due_age })
     }
 
     /// Sends an exhausted delivery's hand-off to the dead-letter queue, then removes it.
@@ -118,5 +162,35 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
                 first,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_one_embedded_metric_format_line() {
+        let report = MoveReport {
+            moved: 3,
+            oldest_due_age: Duration::from_millis(1500),
+        };
+        let line = report.emf("stack-scheduler", 1_795_000_000_000);
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], METRICS_NAMESPACE);
+        assert_eq!(directive["Dimensions"], serde_json::json!([["FunctionName"]]));
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|metric| metric["Name"].as_str().unwrap())
+            .collect();
+        for name in names {
+            assert!(line.get(name).is_some(), "{name} has a value");
+        }
+        assert_eq!(line["DueRetriesMoved"], 3);
+        assert_eq!(line["OldestDueRetryAgeSeconds"], 1.5);
+        assert_eq!(line["FunctionName"], "stack-scheduler");
+        assert_eq!(line["_aws"]["Timestamp"], 1_795_000_000_000_i64);
     }
 }
