@@ -7,7 +7,7 @@ use webhooks_local::{StackParts, retention, run};
 use webhooks_runtime::logging::init_logging;
 use webhooks_runtime::{Environment, Settings};
 use webhooks_storage::aws::{
-    DynamoStore, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint, sdk_config_from_env,
+    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, create_resources, sdk_config_for_endpoint, sdk_config_from_env,
 };
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         BackendKind::Aws => {
             let sdk = match std::env::var("AWS_ENDPOINT_URL") {
                 Ok(endpoint) if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => sdk_config_for_endpoint(&endpoint),
-                _ => sdk_config_from_env().await,
+                _ => sdk_config_from_env(SdkTimeouts::PATIENT).await,
             };
             let names = ResourceNames::with_prefix(&options.resource_prefix);
             let urls = if options.create_resources {

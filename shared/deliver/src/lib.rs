@@ -22,7 +22,7 @@ use webhooks_domain::{
 };
 use webhooks_outbound::OutboundClient;
 use webhooks_runtime::{BatchError, Budget, process_batch};
-use webhooks_storage::aws::SDK_OPERATION_TIMEOUT;
+use webhooks_storage::aws::SdkTimeouts;
 use webhooks_storage::ports::MAX_DELAY;
 use webhooks_storage::{
     AttemptRecorded, DeliveryLog, HandOff, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender, StoreError,
@@ -38,7 +38,7 @@ use crate::webhook_request::post_webhook;
 pub const USER_AGENT: &str = concat!("ramp-webhooks/", env!("CARGO_PKG_VERSION"));
 /// What an attempt needs after its request, within the invocation: recording it and
 /// handing its retry off, two AWS calls at most.
-pub const RESERVE_AFTER_REQUEST: Duration = SDK_OPERATION_TIMEOUT.saturating_mul(2);
+pub const RESERVE_AFTER_REQUEST: Duration = SdkTimeouts::INSIDE_LAMBDA.operation.saturating_mul(2);
 /// An early message closer than this to its due time is delivered rather than scheduled again.
 const DUE_SLACK: Duration = Duration::from_secs(1);
 

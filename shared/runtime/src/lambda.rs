@@ -7,7 +7,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
-use webhooks_storage::aws::{DynamoStore, SqsQueue, sdk_config_from_env};
+use webhooks_storage::aws::{DynamoStore, SdkTimeouts, SqsQueue, sdk_config_from_env};
 
 use crate::batch::BatchError;
 use crate::budget::Budget;
@@ -38,7 +38,7 @@ impl LambdaContext {
     pub async fn start() -> anyhow::Result<Self> {
         let settings = Settings::from_env(Environment::Lambda)?;
         init_logging(settings.log_format);
-        let sdk = sdk_config_from_env().await;
+        let sdk = sdk_config_from_env(SdkTimeouts::INSIDE_LAMBDA).await;
         let table = Settings::required(&settings.table_name, "WEBHOOKS_TABLE_NAME")?;
         let store = DynamoStore::connect(aws_sdk_dynamodb::Client::new(&sdk), table, settings.retention())
             .await

@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 use webhooks_storage::DEFAULT_RETENTION;
 use webhooks_storage::aws::{
-    DynamoStore, ResourceNames, SqsQueue, queue_urls, sdk_config_for_endpoint, sdk_config_from_env,
+    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, queue_urls, sdk_config_for_endpoint, sdk_config_from_env,
 };
 
 use crate::cli::{QueueKind, ResourceArgs};
@@ -21,7 +21,7 @@ impl Deployment {
     pub(crate) async fn new(resources: ResourceArgs) -> Self {
         let sdk = match &resources.endpoint_url {
             Some(endpoint) => sdk_config_for_endpoint(endpoint),
-            None => sdk_config_from_env().await,
+            None => sdk_config_from_env(SdkTimeouts::PATIENT).await,
         };
         Self { sdk, resources }
     }

@@ -19,52 +19,73 @@ use crate::StoreError;
 use crate::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
 
 /// The SDK configuration for the environment: credentials and region from the usual
-/// chain (Lambda sets them), one rustls (ring) HTTPS client shared by every AWS client.
-/// `AWS_ENDPOINT_URL` (moto, LocalStack) is honoured by the SDK itself.
-pub async fn sdk_config_from_env() -> SdkConfig {
+/// chain (Lambda sets them), one rustls (ring) HTTPS client shared by every AWS client, and
+/// `timeouts` on every call. `AWS_ENDPOINT_URL` (moto, LocalStack) is honoured by the SDK itself.
+pub async fn sdk_config_from_env(timeouts: SdkTimeouts) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
-        .timeout_config(timeouts())
+        .timeout_config(timeouts.config())
         .load()
         .await
 }
 
-/// How long opening a connection to an AWS endpoint (TCP and TLS) may take: 1 s. In the
-/// endpoint's region a handshake takes milliseconds; from across the world, a few hundred.
-pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long one attempt of an AWS call may take, connecting included: 2 s, over a hundred
-/// times DynamoDB's and SQS's usual latency. A long poll must be shorter (the local stack's
-/// and the admin CLI's are 1 s).
-pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an AWS call may take with its retries: 3 s.
-///
-/// It sits inside the shortest function timeouts (template.yaml): a merchant's 5 s
-/// auth-callback decision plus one call plus the 0.5 s Lambda deadline margin is 8.5 s, under
-/// auth-callback's 10 s; deliver's longest webhook request (20 s) with a call before it
-/// and two after (record the attempt, schedule the retry) plus the margin is 29.5 s, under
-/// its 30 s; the merchant API's slowest request (two calls and a 5 s decision) is 11 s,
-/// under subscriptions' 15 s; a cold start's two calls (the table's CONFIG item) take at
-/// most 6 s of Lambda's 10 s init.
-pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Bounds on every AWS call, so that a stuck endpoint fails the call (the decision, the
-/// attempt or the request ends with an error, and SQS redelivers what was not done) before
-/// the function's own timeout, instead of holding it until Lambda kills it.
-fn timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(SDK_CONNECT_TIMEOUT)
-        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
-        .operation_timeout(SDK_OPERATION_TIMEOUT)
-        .build()
+/// attempt or the request ends with an error, and SQS redelivers what was not done) instead
+/// of holding its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkTimeouts {
+    /// Opening a connection (TCP and TLS).
+    pub connect: Duration,
+    /// One attempt of a call, connecting included.
+    pub attempt: Duration,
+    /// A call with its retries.
+    pub operation: Duration,
+}
+
+impl SdkTimeouts {
+    /// Inside a Lambda function: connect 1 s (in the endpoint's region a handshake takes
+    /// milliseconds; from across the world, a few hundred), attempt 2 s (over a hundred times
+    /// DynamoDB's and SQS's usual latency), call 3 s.
+    ///
+    /// The 3 s sit inside the shortest function timeouts (template.yaml): a merchant's 5 s
+    /// auth-callback decision plus one call plus the 0.5 s Lambda deadline margin is 8.5 s,
+    /// under auth-callback's 10 s; deliver's longest webhook request (20 s) with a call
+    /// before it and two after (record the attempt, schedule the retry) plus the margin is
+    /// 29.5 s, under its 30 s; the merchant API's slowest request (two calls and a 5 s
+    /// decision) is 11 s, under subscriptions' 15 s; a cold start's two calls (the table's
+    /// CONFIG item) take at most 6 s of Lambda's 10 s init.
+    pub const INSIDE_LAMBDA: Self = Self {
+        connect: Duration::from_secs(1),
+        attempt: Duration::from_secs(2),
+        operation: Duration::from_secs(3),
+    };
+
+    /// Outside Lambda (the local stack, the admin CLI, tests): no invocation deadline to fit
+    /// in, and the endpoint may be an emulator answering one request at a time under load:
+    /// connect 3 s, attempt 25 s, call 60 s.
+    pub const PATIENT: Self = Self {
+        connect: Duration::from_secs(3),
+        attempt: Duration::from_secs(25),
+        operation: Duration::from_secs(60),
+    };
+
+    /// The SDK's form of these bounds.
+    pub fn config(self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
 }
 
 /// An SDK configuration for a local endpoint such as moto server: region us-east-1 and
-/// static dummy credentials, so nothing is looked up on the network.
+/// static dummy credentials, so nothing is looked up on the network; [`SdkTimeouts::PATIENT`].
 pub fn sdk_config_for_endpoint(endpoint_url: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(https_client())
-        .timeout_config(timeouts())
+        .timeout_config(SdkTimeouts::PATIENT.config())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint_url)
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(

@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::{SDK_ATTEMPT_TIMEOUT, SDK_OPERATION_TIMEOUT, backend};
+use super::backend;
 use crate::StoreError;
 use crate::ports::{MAX_BATCH, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage};
 
@@ -160,7 +160,7 @@ impl QueueReceiver for SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .customize()
-            .config_override(long_poll_timeouts(wait.min(MAX_WAIT)))
+            .config_override(long_poll_timeouts(&self.client, wait.min(MAX_WAIT)))
             .send()
             .await
             .map_err(|e| backend("sqs.ReceiveMessage", e))?;
@@ -325,10 +325,11 @@ pub async fn create_queue_with_dlq(
 
 /// The client's timeouts stretched by the long poll's `wait`: a receive that waits for
 /// messages is not a stuck call.
-fn long_poll_timeouts(wait: Duration) -> aws_sdk_sqs::config::Builder {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(wait + SDK_ATTEMPT_TIMEOUT)
-        .operation_timeout(wait + SDK_OPERATION_TIMEOUT)
-        .build();
-    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts)
+fn long_poll_timeouts(client: &Client, wait: Duration) -> aws_sdk_sqs::config::Builder {
+    let configured = client.config().timeout_config();
+    let bound = |get: fn(&aws_config::timeout::TimeoutConfig) -> Option<Duration>| configured.and_then(get);
+    let mut timeouts = aws_config::timeout::TimeoutConfig::builder();
+    timeouts.set_operation_attempt_timeout(bound(|t| t.operation_attempt_timeout()).map(|t| t + wait));
+    timeouts.set_operation_timeout(bound(|t| t.operation_timeout()).map(|t| t + wait));
+    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts.build())
 }
