@@ -18,6 +18,8 @@ const MAX_ANSWER_DEPTH: usize = 4;
 const DECIDING_FIELDS: [&str; 7] = ["allowed", "valid", "authorized", "ok", "success", "data", "result"];
 /// Strings that count as yes (compared trimmed and case-insensitively).
 const POSITIVE_WORDS: [&str; 5] = ["true", "1", "yes", "ok", "allowed"];
+/// Words that make a deciding field negative (any case, trimmed).
+const NEGATIVE_WORDS: [&str; 4] = ["false", "0", "no", "denied"];
 
 /// A merchant's auth-callback configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,17 +155,21 @@ impl Verdict {
     }
 }
 
-/// Judges a merchant's answer: allowed only on a 2xx whose body resembles a positive
-/// boolean: `true`, `1`, `"true"`, `"1"`, `"yes"`, `"ok"`, `"allowed"` (any case, trimmed),
-/// or an object whose `allowed`, `valid`, `authorized`, `ok`, `success`, `data` or `result`
-/// field is itself such a value. A body that is not JSON is read as a bare string.
+/// Judges a merchant's answer (DESIGN §5): allowed only on a 2xx whose body resembles a
+/// positive boolean: `true`, `1`, `"true"`, `"1"`, `"yes"`, `"ok"`, `"allowed"` (any case,
+/// trimmed), or an object in which at least one deciding field (`allowed`, `valid`,
+/// `authorized`, `ok`, `success`, `result`, `data`) is positive and none is negative. A
+/// field is negative when it is `false`, `0`, `null`, `"false"`, `"no"`, `"denied"` or an
+/// object that is itself negative; an object without deciding fields is neutral. So
+/// `{"success":true,"data":{"allowed":false}}` is denied. A body that is not JSON is read
+/// as a bare word.
 pub fn judge_auth_answer(status: u16, body: &[u8]) -> Verdict {
     if !(200..300).contains(&status) {
         return Verdict::deny(format!("http_status_{status}"));
     }
     let positive = match serde_json::from_slice::<Value>(body) {
-        Ok(value) => is_positive(&value, MAX_ANSWER_DEPTH),
-        Err(_) => std::str::from_utf8(body).is_ok_and(is_positive_word),
+        Ok(value) => judge(&value, MAX_ANSWER_DEPTH) == Judgement::Positive,
+        Err(_) => std::str::from_utf8(body).is_ok_and(|text| judge_word(text) == Judgement::Positive),
     };
     if positive {
         Verdict::allow()
@@ -172,22 +178,49 @@ pub fn judge_auth_answer(status: u16, body: &[u8]) -> Verdict {
     }
 }
 
-fn is_positive(value: &Value, depth_left: usize) -> bool {
+/// What one value of an answer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judgement {
+    Positive,
+    Negative,
+    Neutral,
+}
+
+fn judge(value: &Value, depth_left: usize) -> Judgement {
     match value {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() == Some(1.0),
-        Value::String(s) => is_positive_word(s),
-        Value::Object(fields) if depth_left > 0 => DECIDING_FIELDS
-            .iter()
-            .find_map(|name| fields.get(*name))
-            .is_some_and(|field| is_positive(field, depth_left - 1)),
-        _ => false,
+        Value::Bool(true) => Judgement::Positive,
+        Value::Bool(false) | Value::Null => Judgement::Negative,
+        Value::Number(n) if n.as_f64() == Some(1.0) => Judgement::Positive,
+        Value::Number(n) if n.as_f64() == Some(0.0) => Judgement::Negative,
+        Value::String(s) => judge_word(s),
+        Value::Object(fields) if depth_left > 0 => {
+            let judgements: Vec<Judgement> = DECIDING_FIELDS
+                .iter()
+                .filter_map(|name| fields.get(*name))
+                .map(|field| judge(field, depth_left - 1))
+                .collect();
+            if judgements.contains(&Judgement::Negative) {
+                Judgement::Negative
+            } else if judgements.contains(&Judgement::Positive) {
+                Judgement::Positive
+            } else {
+                Judgement::Neutral
+            }
+        }
+        _ => Judgement::Neutral,
     }
 }
 
-fn is_positive_word(text: &str) -> bool {
+fn judge_word(text: &str) -> Judgement {
     let text = text.trim();
-    POSITIVE_WORDS.iter().any(|word| text.eq_ignore_ascii_case(word))
+    let any = |words: &[&str]| words.iter().any(|word| text.eq_ignore_ascii_case(word));
+    if any(&POSITIVE_WORDS) {
+        Judgement::Positive
+    } else if any(&NEGATIVE_WORDS) {
+        Judgement::Negative
+    } else {
+        Judgement::Neutral
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +304,35 @@ mod tests {
         }
         let invalid_utf8 = [0xff, 0xfe, b't'];
         assert_eq!(judge_auth_answer(200, &invalid_utf8), Verdict::deny("not_truthy"));
+    }
+
+    #[test]
+    fn an_envelope_is_allowed_only_when_a_deciding_field_says_yes_and_none_says_no() {
+        let cases: &[(&str, bool)] = &[
+            (r#"{"success":true,"data":{"allowed":false}}"#, false),
+            (r#"{"success":true,"data":{"allowed":true}}"#, true),
+            (r#"{"success":true,"data":{"user":"ann"}}"#, true),
+            (r#"{"ok":true,"data":null}"#, false),
+            (r#"{"ok":true,"result":0}"#, false),
+            (r#"{"ok":true,"valid":"denied"}"#, false),
+            (r#"{"ok":true,"valid":"No"}"#, false),
+            (r#"{"ok":true,"valid":"maybe"}"#, true),
+            (r#"{"result":{"valid":"no"}}"#, false),
+            (r#"{"data":{"result":{"authorized":true}},"success":"ok"}"#, true),
+            (r#"{"data":{"result":{"authorized":false}},"success":"ok"}"#, false),
+            (r#"{"data":{},"success":false}"#, false),
+            (r#"{"data":{}}"#, false),
+            (r#"{"message":"no","ok":1}"#, true),
+        ];
+        for (body, allowed) in cases {
+            let verdict = judge_auth_answer(200, body.as_bytes());
+            let expected = if *allowed {
+                Verdict::allow()
+            } else {
+                Verdict::deny("not_truthy")
+            };
+            assert_eq!(verdict, expected, "{body}");
+        }
     }
 
     #[test]

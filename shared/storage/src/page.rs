@@ -1,6 +1,8 @@
 //! Pagination: page sizes, and opaque cursors that clients cannot forge.
 //!
-//! A cursor is `base64url(position) "." base64url(HMAC_SHA256(key, scope "\n" position)[..16])`,
+//! A cursor is `base64url(position) "." base64url(HMAC_SHA256(key, scope "\n" position))`,
+//! with the MAC at its full 32 bytes: a shorter one is refused (a 1-byte MAC would be
+//! forged in at most 256 tries),
 //! where the scope names the listing (`subscriptions:m_123`) so that a cursor from one
 //! merchant's listing is refused in another's. The key is made once per store and kept in
 //! it, so every process serving the store accepts the cursors of the others.
@@ -16,8 +18,6 @@ use crate::StoreError;
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// The largest page a client may ask for.
 pub const MAX_PAGE_SIZE: usize = 100;
-/// Bytes of the truncated MAC carried in a cursor.
-const TAG_BYTES: usize = 16;
 
 /// One page of a listing: how many, and after which cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,17 +73,15 @@ impl CursorCodec {
         let position = String::from_utf8(B64.decode(position).map_err(|_| StoreError::BadCursor)?)
             .map_err(|_| StoreError::BadCursor)?;
         let tag = B64.decode(tag).map_err(|_| StoreError::BadCursor)?;
+        // Constant time, and only a MAC of the full length matches.
         self.mac(scope, &position)
-            .verify_truncated_left(&tag)
+            .verify_slice(&tag)
             .map_err(|_| StoreError::BadCursor)?;
         Ok(position)
     }
 
-    fn tag(&self, scope: &str, position: &str) -> [u8; TAG_BYTES] {
-        let full = self.mac(scope, position).finalize().into_bytes();
-        let mut tag = [0u8; TAG_BYTES];
-        tag.copy_from_slice(&full[..TAG_BYTES]);
-        tag
+    fn tag(&self, scope: &str, position: &str) -> Vec<u8> {
+        self.mac(scope, position).finalize().into_bytes().to_vec()
     }
 
     fn mac(&self, scope: &str, position: &str) -> Hmac<Sha256> {
@@ -127,5 +125,33 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_cursor_with_a_shortened_or_altered_mac_is_refused() {
+        let codec = CursorCodec::new(vec![7; 32]);
+        let cursor = codec.seal("attempts:m_1:sub_1", "ATTEMPT#0001795000000000#evt_1#00001");
+        let (position, tag) = cursor.split_once('.').unwrap();
+        let tag = B64.decode(tag).unwrap();
+        assert_eq!(tag.len(), 32, "the full HMAC-SHA256");
+        for length in 0..tag.len() {
+            let shortened = format!("{position}.{}", B64.encode(&tag[..length]));
+            assert_eq!(
+                codec.open("attempts:m_1:sub_1", &shortened),
+                Err(StoreError::BadCursor),
+                "a {length}-byte MAC"
+            );
+        }
+        for bit in 0..tag.len() * 8 {
+            let mut flipped = tag.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let altered = format!("{position}.{}", B64.encode(&flipped));
+            assert_eq!(
+                codec.open("attempts:m_1:sub_1", &altered),
+                Err(StoreError::BadCursor),
+                "bit {bit} flipped"
+            );
+        }
+        assert!(codec.open("attempts:m_1:sub_1", &cursor).is_ok());
     }
 }
