@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
-use webhooks_domain::{Clock, SystemClock};
+use webhooks_domain::{Clock, SystemClock, unix_millis};
 use webhooks_runtime::lambda::{LambdaContext, QueueName};
 use webhooks_scheduler::Scheduler;
 
@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // The scheduled event carries nothing the scheduler needs: it is only the tick.
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async move {
         let report = scheduler.move_due_tasks().await?;
-        let now_ms = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let now_ms = unix_millis(clock.now());
         println!("{}", report.emf(function_name, now_ms));
         Ok::<_, lambda_runtime::Error>(json!({ "moved": report.moved }))
     }))

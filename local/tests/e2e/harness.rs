@@ -27,6 +27,16 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Starts the stack on the DynamoDB and SQS adapters against the moto server at
+    /// `endpoint`, creating its table and queues.
+    pub fn start_on_moto(data_dir: &Path, endpoint: &str) -> Self {
+        Self::start(
+            data_dir,
+            &[("AWS_ENDPOINT_URL", endpoint)],
+            &["--backend", "aws", "--create-resources"],
+        )
+    }
+
     /// Starts the stack on a fresh port with `env` settings and extra `args`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

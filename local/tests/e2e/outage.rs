@@ -204,11 +204,7 @@ async fn a_merchant_down_with_thousands_of_pending_deliveries_does_not_hold_up_a
 async fn on_the_aws_adapters_a_down_merchant_does_not_hold_up_a_healthy_one() {
     let moto = MotoServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let stack = Stack::start(
-        dir.path(),
-        &[("AWS_ENDPOINT_URL", moto.endpoint())],
-        &["--backend", "aws", "--create-resources"],
-    );
+    let stack = Stack::start_on_moto(dir.path(), moto.endpoint());
     let probe = InFlightProbe::sqs(moto.endpoint()).await;
     // moto serves one request at a time, some 10 of them per webhook: a load it serves in
     // reasonable time, with calls inside the SDK's timeouts.

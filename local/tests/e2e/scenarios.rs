@@ -62,11 +62,7 @@ async fn subscribe_publish_receive_and_verify() {
 async fn subscribe_publish_receive_on_aws_adapters_against_moto() {
     let moto = MotoServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let stack = Stack::start(
-        dir.path(),
-        &[("AWS_ENDPOINT_URL", moto.endpoint())],
-        &["--backend", "aws", "--create-resources"],
-    );
+    let stack = Stack::start_on_moto(dir.path(), moto.endpoint());
     subscribe_publish_receive(&stack).await;
 }
 

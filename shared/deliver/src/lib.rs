@@ -19,6 +19,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use webhooks_domain::{
     AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, IsoTime, RetrySchedule, UrlPolicy,
+    unix_millis,
 };
 use webhooks_outbound::OutboundClient;
 use webhooks_runtime::{BatchError, Budget, process_batch};
@@ -339,7 +340,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             return self.deliveries.send(OutgoingMessage { body, delay }).await;
         }
         let due = self.clock.now() + delay;
-        let due_ms = i64::try_from(due.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let due_ms = unix_millis(due);
         self.store.park(&ParkedTask::new(&task.key(), due_ms, body, None)).await
     }
 

@@ -17,3 +17,8 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// `instant` in unix milliseconds (saturating far outside the years the platform meets).
+pub fn unix_millis(instant: OffsetDateTime) -> i64 {
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -116,7 +116,7 @@ impl IsoTime {
 
     /// Milliseconds since the unix epoch.
     pub fn unix_millis(self) -> i64 {
-        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+        crate::clock::unix_millis(self.0)
     }
 }
 

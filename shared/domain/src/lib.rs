@@ -11,7 +11,7 @@ pub mod subscription;
 pub mod url_policy;
 
 pub use auth::{AuthCallbackConfig, AuthMethod, Verdict, judge_auth_answer};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, unix_millis};
 pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, DeliveryTask};
 pub use event::{EventError, EventName, IsoTime, PlatformEvent};
 pub use merchant::{Merchant, NewApiKey, hash_api_key};

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use webhooks_domain::Clock;
+use webhooks_domain::{Clock, unix_millis};
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{DUE_INDEX_SHARDS, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender, StoreError};
 
@@ -94,7 +94,7 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
     /// Moves every task due by now to the deliveries queue.
     pub async fn move_due_tasks(&self) -> Result<MoveReport, SchedulerError> {
         let now = self.clock.now();
-        let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let now_ms = unix_millis(now);
         let mut moved = 0;
         let mut earliest_due_ms = now_ms;
         for shard in 0..DUE_INDEX_SHARDS {
