@@ -36,7 +36,10 @@ const DELIVER_POLLERS: usize = 8;
 const SCHEDULER_TICK: Duration = Duration::from_secs(1);
 /// How long in-flight batches may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-/// The file, in the data dir, that remembers the first merchant's id and API key.
+/// The file, in the data dir, that remembers the first merchant's id and API key, mode
+/// 0600 like the secrets key beside it (which opens every credential in the store anyway):
+/// a restart prints the same key, so a developer's scripts keep working. The store itself
+/// keeps only the key's hash, as in AWS.
 const FIRST_MERCHANT_FILE: &str = "first-merchant.json";
 
 /// A merchant to try the stack with, the same across restarts.
@@ -67,9 +70,23 @@ pub async fn first_merchant<S: Backend>(store: &S, data_dir: &Path) -> anyhow::R
         api_key: key.clear_text,
     };
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    std::fs::write(&path, serde_json::to_string_pretty(&first)?)
+    write_private(&path, serde_json::to_string_pretty(&first)?.as_bytes())
         .with_context(|| format!("write {}", path.display()))?;
     Ok(first)
+}
+
+/// Writes `bytes` to `path` readable by its owner only (mode 0600, also when it existed).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 /// Everything the stack runs on.
@@ -187,8 +204,9 @@ where
     println!("  data dir:    {}", data_dir.display());
 
     let mut server_stopped = stopped.clone();
+    // With the peer address: the source that bad-key requests are limited by.
     let server = tokio::spawn(
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = server_stopped.wait_for(|stop| *stop).await;
             })

@@ -7,7 +7,8 @@ use webhooks_local::{StackParts, retention, run};
 use webhooks_runtime::logging::init_logging;
 use webhooks_runtime::{Environment, Settings};
 use webhooks_storage::aws::{
-    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, create_resources, sdk_config_for_endpoint, sdk_config_from_env,
+    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, create_resources, kms_keyring, sdk_config_for_endpoint,
+    sdk_config_from_env,
 };
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
@@ -50,9 +51,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 webhooks_storage::aws::queue_urls(&sdk, &names).await?
             };
-            let store = DynamoStore::connect(aws_sdk_dynamodb::Client::new(&sdk), names.table, settings.retention())
-                .await
-                .context("connect to the table (create it with --create-resources)")?;
+            let keyring = kms_keyring(&sdk, names.secrets_key);
+            let store = DynamoStore::connect(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                names.table,
+                settings.retention(),
+                keyring,
+            )
+            .await
+            .context("connect to the table (create it with --create-resources)")?;
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let parts = StackParts {
                 store,

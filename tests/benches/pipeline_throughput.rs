@@ -18,7 +18,7 @@ use webhooks_ingest::Ingest;
 use webhooks_runtime::{QueueRecord, sqs_event};
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::{QueueReceiver, SubscriptionStore};
-use webhooks_tests::fixtures::{event, event_message, subscription};
+use webhooks_tests::fixtures::{event, event_message, secrets, subscription};
 use webhooks_tests::verifiers::verifiers_dir;
 
 const TASKS: usize = 1_000;
@@ -72,7 +72,7 @@ async fn main() {
         },
     );
     store
-        .create_subscription(&subscription(MERCHANT, "sub_target", &url))
+        .create_subscription(&subscription(MERCHANT, "sub_target", &url), &secrets())
         .await
         .unwrap();
 
@@ -129,7 +129,7 @@ async fn main() {
 
     for i in 0..SUBSCRIPTIONS {
         store
-            .create_subscription(&subscription(MERCHANT, &format!("sub_{i:04}"), &url))
+            .create_subscription(&subscription(MERCHANT, &format!("sub_{i:04}"), &url), &secrets())
             .await
             .unwrap();
     }

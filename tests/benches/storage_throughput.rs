@@ -9,7 +9,7 @@ use webhooks_domain::DeliveryTask;
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::{EventStore, OutgoingMessage, QueueReceiver, QueueSender, SubscriptionStore};
 use webhooks_tests::backends::{Aws, Harness};
-use webhooks_tests::fixtures::{event, subscription};
+use webhooks_tests::fixtures::{event, secrets, subscription};
 
 const QUEUE_MESSAGES: usize = 20_000;
 const DYNAMO_OPERATIONS: usize = 500;
@@ -78,7 +78,7 @@ async fn dynamo_on_moto() {
     let started = Instant::now();
     for i in 0..DYNAMO_OPERATIONS {
         let subscription = subscription(MERCHANT, &format!("sub_{i:05}"), "https://merchant.example/hooks");
-        store.create_subscription(&subscription).await.unwrap();
+        store.create_subscription(&subscription, &secrets()).await.unwrap();
     }
     report("create_subscription (conditional PutItem)", started.elapsed());
     let started = Instant::now();

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use webhooks_domain::{DeliveryAttempt, DeliveryStatus, EventName, Subscription};
+use webhooks_domain::{DeliveryAttempt, DeliveryStatus, EventName, SigningSecrets, Subscription};
 use webhooks_storage::{
     AttemptRecorded, DeliveryLog, HandOff, Page, PageRequest, ParkedRetries, ParkedTask, StoreError, SubscriptionStore,
 };
@@ -52,17 +52,32 @@ impl<S> FaultyStore<S> {
 }
 
 impl<S: SubscriptionStore> SubscriptionStore for FaultyStore<S> {
-    async fn create_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        self.inner.create_subscription(subscription).await
+    async fn create_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
+        self.inner.create_subscription(subscription, secrets).await
     }
     async fn get_subscription(&self, merchant_id: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
         self.inner.get_subscription(merchant_id, id).await
     }
+    async fn get_subscription_with_secrets(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
+        self.inner.get_subscription_with_secrets(merchant_id, id).await
+    }
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
         self.inner.list_subscriptions(merchant_id, page).await
     }
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        self.inner.update_subscription(subscription).await
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
+        self.inner.update_subscription(subscription, secrets).await
     }
     async fn delete_subscription(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_subscription(merchant_id, id).await

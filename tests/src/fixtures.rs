@@ -27,8 +27,16 @@ pub fn merchant(id: &str) -> Merchant {
     }
 }
 
-/// The enabled subscription `id` of `merchant_id`, sending every event to `url` and signing
-/// with a fresh random secret.
+/// The secret every fixture subscription is created with ([`secrets`]).
+pub const SECRET: &str = "fixture-signing-secret-0123456789";
+
+/// The signing secrets to create a fixture subscription with: [`SECRET`], never rotated.
+pub fn secrets() -> SigningSecrets {
+    SigningSecrets::new(Some(SECRET.into()))
+}
+
+/// The enabled subscription `id` of `merchant_id`, sending every event to `url` (created
+/// with [`secrets`]).
 pub fn subscription(merchant_id: &str, id: &str, url: &str) -> Subscription {
     Subscription {
         id: id.into(),
@@ -39,7 +47,6 @@ pub fn subscription(merchant_id: &str, id: &str, url: &str) -> Subscription {
         enabled: true,
         created_at: created_at(),
         updated_at: created_at(),
-        secrets: SigningSecrets::new(None),
         version: 0,
     }
 }

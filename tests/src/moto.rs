@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use webhooks_storage::DEFAULT_RETENTION;
 use webhooks_storage::aws::{
-    DynamoStore, QueueUrls, ResourceNames, SqsQueue, create_resources, sdk_config_for_endpoint,
+    DynamoStore, QueueUrls, ResourceNames, SqsQueue, create_resources, kms_keyring, sdk_config_for_endpoint,
 };
 
 use crate::aws_quotas::QuotaLayer;
@@ -119,7 +119,8 @@ impl MotoDeployment {
             .send()
             .await
             .expect("describe the table on moto");
-        let store = DynamoStore::connect(dynamodb.clone(), names.table.clone(), DEFAULT_RETENTION)
+        let keyring = kms_keyring(&config, names.secrets_key.clone());
+        let store = DynamoStore::connect(dynamodb.clone(), names.table.clone(), DEFAULT_RETENTION, keyring)
             .await
             .expect("connect to the table on moto");
         quotas.reset();

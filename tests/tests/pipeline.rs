@@ -22,7 +22,7 @@ use webhooks_storage::{
 use webhooks_tests::backends::Harness;
 use webhooks_tests::clock::{ClockDelayedQueue, ManualClock};
 use webhooks_tests::faults::{FaultyStore, Step};
-use webhooks_tests::fixtures::{event, event_message, subscription};
+use webhooks_tests::fixtures::{event, event_message, secrets, subscription};
 use webhooks_tests::merchant::{Happening, TestMerchant, refused_url};
 use webhooks_tests::verifiers::node;
 
@@ -250,7 +250,7 @@ mod cases {
         let mut bodies = Vec::new();
         for (name, url, ..) in &cases {
             h.store()
-                .create_subscription(&subscription(MERCHANT, &format!("sub_{name}"), url))
+                .create_subscription(&subscription(MERCHANT, &format!("sub_{name}"), url), &secrets())
                 .await
                 .unwrap();
             bodies.push(
@@ -331,11 +331,11 @@ mod cases {
         let (deliveries, _dlq) = h.queue_pair("deliveries-slow-fast", 5).await;
         let deliver = deliver(h, &deliveries, "10s", 10 * SEC);
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_slow", &merchant.url("/slow")))
+            .create_subscription(&subscription(MERCHANT, "sub_slow", &merchant.url("/slow")), &secrets())
             .await
             .unwrap();
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_fast", &merchant.url("/ok")))
+            .create_subscription(&subscription(MERCHANT, "sub_fast", &merchant.url("/ok")), &secrets())
             .await
             .unwrap();
         // The slow one is first in the batch.
@@ -358,7 +358,7 @@ mod cases {
         let (deliveries, dlq) = h.queue_pair("deliveries-exhaust", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
         let mut sub = subscription(MERCHANT, "sub_down", &merchant.url("/status/503"));
-        h.store().create_subscription(&sub).await.unwrap();
+        h.store().create_subscription(&sub, &secrets()).await.unwrap();
         let first = DeliveryTask::first(event(MERCHANT, "evt_exhaust"), "sub_down".into());
         let outcome = deliver
             .handle_record(&event_of(&[first.to_message_body()]).records[0])
@@ -392,7 +392,7 @@ mod cases {
         assert_eq!(dead.len(), 1, "the exhausted task is in the DLQ");
         // The merchant is fixed; an operator redrives the DLQ into the deliveries queue.
         sub.url = merchant.url("/ok");
-        h.store().update_subscription(&sub).await.unwrap();
+        h.store().update_subscription(&sub, &secrets()).await.unwrap();
         deliveries
             .send(OutgoingMessage {
                 body: dead[0].body.clone(),
@@ -427,7 +427,7 @@ mod cases {
         let (deliveries, _dlq) = h.queue_pair("deliveries-early", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/ok")))
+            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/ok")), &secrets())
             .await
             .unwrap();
         let due = IsoTime::new(time::OffsetDateTime::now_utc() + Duration::from_secs(3)).unwrap();
@@ -475,7 +475,10 @@ mod cases {
         let deliver = deliver_on_clock(h, deliveries.clone(), "2h", clock.clone());
         let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/status/503")))
+            .create_subscription(
+                &subscription(MERCHANT, "sub_1", &merchant.url("/status/503")),
+                &secrets(),
+            )
             .await
             .unwrap();
         let task = DeliveryTask::first(event(MERCHANT, "evt_parked"), "sub_1".into());
@@ -524,7 +527,10 @@ mod cases {
         let deliver = deliver_on_clock(h, deliveries.clone(), "1s", clock.clone());
         let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_1", &merchant.url("/status/503")))
+            .create_subscription(
+                &subscription(MERCHANT, "sub_1", &merchant.url("/status/503")),
+                &secrets(),
+            )
             .await
             .unwrap();
         let first = DeliveryTask::first(event(MERCHANT, "evt_redelivered"), "sub_1".into());
@@ -581,7 +587,10 @@ mod cases {
         let deliver = deliver_on_clock(h, delayed.clone(), SCHEDULE, clock.clone());
         let scheduler = Scheduler::new(h.store().clone(), deliveries.clone(), clock.clone());
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_27h", &merchant.url("/status/503")))
+            .create_subscription(
+                &subscription(MERCHANT, "sub_27h", &merchant.url("/status/503")),
+                &secrets(),
+            )
             .await
             .unwrap();
         let first = DeliveryTask::first(event(MERCHANT, "evt_27h"), "sub_27h".into());
@@ -661,7 +670,10 @@ mod cases {
         let (deliveries, _) = h.queue_pair("deliveries-sent-at", 5).await;
         let (events, _) = h.queue_pair("events-sent-at", 5).await;
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_sent_at", "http://127.0.0.1:9/unused"))
+            .create_subscription(
+                &subscription(MERCHANT, "sub_sent_at", "http://127.0.0.1:9/unused"),
+                &secrets(),
+            )
             .await
             .unwrap();
         let clock = Arc::new(ManualClock::default());
@@ -693,7 +705,7 @@ mod cases {
         // The merchant's own timeout (60 s) is far beyond the invocation's deadline.
         let deliver = deliver(h, &deliveries, "1s", 60 * SEC);
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_hang", &merchant.url("/hang")))
+            .create_subscription(&subscription(MERCHANT, "sub_hang", &merchant.url("/hang")), &secrets())
             .await
             .unwrap();
         let task = DeliveryTask::first(event(MERCHANT, "evt_deadline"), "sub_hang".into());
@@ -737,7 +749,7 @@ mod cases {
         for case in ["record", "unpark", "scheduler_unpark", "scheduler_send"] {
             let url = merchant.url("/status/503");
             h.store()
-                .create_subscription(&subscription(MERCHANT, &format!("sub_{case}"), &url))
+                .create_subscription(&subscription(MERCHANT, &format!("sub_{case}"), &url), &secrets())
                 .await
                 .unwrap();
         }
@@ -805,7 +817,7 @@ mod cases {
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
         let mut disabled = subscription(MERCHANT, "sub_off", &merchant.url("/ok"));
         disabled.enabled = false;
-        h.store().create_subscription(&disabled).await.unwrap();
+        h.store().create_subscription(&disabled, &secrets()).await.unwrap();
         let bodies = [
             DeliveryTask::first(event(MERCHANT, "evt_s"), "sub_off".into()).to_message_body(),
             DeliveryTask::first(event(MERCHANT, "evt_s"), "sub_deleted".into()).to_message_body(),
@@ -837,9 +849,10 @@ mod cases {
         let merchant = TestMerchant::start().await;
         let (deliveries, _dlq) = h.queue_pair("deliveries-verify", 5).await;
         let deliver = deliver(h, &deliveries, "1s", 5 * SEC);
-        let mut sub = subscription(MERCHANT, "sub_v", &merchant.url("/ok"));
-        let original_secret = sub.secrets.current.clone();
-        h.store().create_subscription(&sub).await.unwrap();
+        let sub = subscription(MERCHANT, "sub_v", &merchant.url("/ok"));
+        let mut signing = secrets();
+        let original_secret = signing.current.clone();
+        h.store().create_subscription(&sub, &signing).await.unwrap();
         let mut tricky = event(MERCHANT, "evt_verify");
         tricky.order_id = "order \"quoted\" \\ é 😀 \u{2028}".into();
         deliver
@@ -847,9 +860,8 @@ mod cases {
             .await
             .unwrap();
         // After a rotation the header carries both secrets; the body is signed by the new one.
-        sub.secrets
-            .rotate(IsoTime::new(time::OffsetDateTime::now_utc()).unwrap());
-        h.store().update_subscription(&sub).await.unwrap();
+        signing.rotate(IsoTime::new(time::OffsetDateTime::now_utc()).unwrap());
+        h.store().update_subscription(&sub, &signing).await.unwrap();
         deliver
             .deliver(&DeliveryTask::first(event(MERCHANT, "evt_rotated"), "sub_v".into()))
             .await
@@ -865,11 +877,11 @@ mod cases {
         let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["eventName", "orderId", "timeStamp", "signature"]);
 
-        for (request, secret) in [(&requests[0], &original_secret), (&requests[1], &sub.secrets.current)] {
+        for (request, secret) in [(&requests[0], &original_secret), (&requests[1], &signing.current)] {
             let seed = node("seed-verify", &json!({"secret": secret, "bodies": [request.body]}));
             assert_eq!(seed, json!([true]), "the seed snippet rejected {}", request.body);
         }
-        for secret in [&original_secret, &sub.secrets.current] {
+        for secret in [&original_secret, &signing.current] {
             let message = |r: &webhooks_tests::merchant::Received| {
                 json!({"id": r.headers["webhook-id"], "timestamp": r.headers["webhook-timestamp"].parse::<i64>().unwrap(),
                        "signature": r.headers["webhook-signature"], "body": r.body})
@@ -902,10 +914,13 @@ mod cases {
             ("sub_c", &[EventName::PaymentReceived]),
         ] {
             h.store()
-                .create_subscription(&Subscription {
-                    events: events_taken.to_vec(),
-                    ..subscription(MERCHANT, id, "https://merchant.example/hook")
-                })
+                .create_subscription(
+                    &Subscription {
+                        events: events_taken.to_vec(),
+                        ..subscription(MERCHANT, id, "https://merchant.example/hook")
+                    },
+                    &secrets(),
+                )
                 .await
                 .unwrap();
         }
@@ -950,7 +965,7 @@ mod cases {
         let (events, _) = h.queue_pair("events-crash", 5).await;
         for id in ["sub_a", "sub_b"] {
             h.store()
-                .create_subscription(&subscription(MERCHANT, id, "https://merchant.example/hook"))
+                .create_subscription(&subscription(MERCHANT, id, "https://merchant.example/hook"), &secrets())
                 .await
                 .unwrap();
         }
@@ -991,7 +1006,10 @@ mod cases {
         let (deliveries, _) = h.queue_pair("deliveries-malformed", 5).await;
         let (events, events_dlq) = h.queue_pair("events-malformed", 5).await;
         h.store()
-            .create_subscription(&subscription(MERCHANT, "sub_a", "https://merchant.example/hook"))
+            .create_subscription(
+                &subscription(MERCHANT, "sub_a", "https://merchant.example/hook"),
+                &secrets(),
+            )
             .await
             .unwrap();
         let ingest = ingest_with(h, deliveries.clone(), events);
@@ -1019,7 +1037,7 @@ mod cases {
         let (events, _) = h.queue_pair("events-thousand", 5).await;
         for i in 0..1000 {
             let sub = subscription(MERCHANT, &format!("sub_{i:04}"), "https://merchant.example/hook");
-            h.store().create_subscription(&sub).await.unwrap();
+            h.store().create_subscription(&sub, &secrets()).await.unwrap();
         }
         let ingest = ingest_with(h, deliveries.clone(), events);
         assert!(

@@ -12,7 +12,7 @@ use webhooks_domain::{DeliveryTask, SystemClock, UrlPolicy};
 use webhooks_outbound::{NameSource, OutboundClient};
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::{DeliveryLog, PageRequest, SubscriptionStore};
-use webhooks_tests::fixtures::{event, subscription};
+use webhooks_tests::fixtures::{event, secrets, subscription};
 use webhooks_tests::merchant::TestMerchant;
 
 /// http allowed (the receiver is plain HTTP), private targets not.
@@ -65,7 +65,7 @@ async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
         let url = format!("http://{name}:{port}/ok");
         assert!(POLICY.check(&url).is_ok(), "{url} should pass the create-time check");
         let subscription = subscription("m_ssrf", &format!("sub_{i}"), &url);
-        store.create_subscription(&subscription).await.unwrap();
+        store.create_subscription(&subscription, &secrets()).await.unwrap();
         deliver
             .deliver(&DeliveryTask::first(
                 event("m_ssrf", &format!("evt_{i}")),

@@ -88,18 +88,25 @@ mod stored_before_versions {
             .unwrap();
         let store = &deployment.store;
 
-        let read = store.get_subscription("m_1", "sub_1").await.unwrap().unwrap();
-        assert_eq!(read.version, 0);
+        let (read, secrets) = store
+            .get_subscription_with_secrets("m_1", "sub_1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((read.version, secrets.current.as_str()), (0, "old-secret-0123456789"));
         let changed = Subscription {
             enabled: false,
             ..read.clone()
         };
-        store.update_subscription(&changed).await.unwrap();
+        store.update_subscription(&changed, &secrets).await.unwrap();
         assert_eq!(
-            store.get_subscription("m_1", "sub_1").await.unwrap(),
-            Some(Subscription { version: 1, ..changed })
+            store.get_subscription_with_secrets("m_1", "sub_1").await.unwrap(),
+            Some((Subscription { version: 1, ..changed }, secrets.clone()))
         );
-        assert_eq!(store.update_subscription(&read).await, Err(StoreError::VersionConflict));
+        assert_eq!(
+            store.update_subscription(&read, &secrets).await,
+            Err(StoreError::VersionConflict)
+        );
     }
 }
 
@@ -125,9 +132,13 @@ fn subscription(merchant_id: &str, id: &str, events: &[EventName], enabled: bool
         enabled,
         created_at: at(1_700_000_000_000),
         updated_at: at(1_700_000_000_000),
-        secrets: SigningSecrets::new(Some(format!("secret-of-{id}-0123456789"))),
         version: 0,
     }
+}
+
+/// The secrets a conformance subscription `id` is created with.
+fn secrets_of(id: &str) -> SigningSecrets {
+    SigningSecrets::new(Some(format!("secret-of-{id}-0123456789")))
 }
 
 fn event(id: &str, merchant_id: &str) -> PlatformEvent {
@@ -270,12 +281,17 @@ mod cases {
     pub async fn subscriptions_are_crud_within_their_merchant(h: &impl Harness) {
         let store = h.store();
         let mut sub = subscription("m_a", "sub_1", &EventName::ALL, true);
-        store.create_subscription(&sub).await.unwrap();
+        let mut secrets = secrets_of("sub_1");
+        store.create_subscription(&sub, &secrets).await.unwrap();
         assert_eq!(
-            store.create_subscription(&sub).await,
+            store.create_subscription(&sub, &secrets).await,
             Err(StoreError::Conflict(Entity::Subscription))
         );
         assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
+        assert_eq!(
+            store.get_subscription_with_secrets("m_a", "sub_1").await.unwrap(),
+            Some((sub.clone(), secrets.clone()))
+        );
         assert_eq!(
             store.get_subscription("m_b", "sub_1").await.unwrap(),
             None,
@@ -284,12 +300,18 @@ mod cases {
 
         sub.url = "https://m_a.example/v2".into();
         sub.enabled = false;
-        sub.secrets.rotate(at(1_700_000_100_000));
-        store.update_subscription(&sub).await.unwrap();
+        secrets.rotate(at(1_700_000_100_000));
+        store.update_subscription(&sub, &secrets).await.unwrap();
         sub.version = 1;
-        assert_eq!(store.get_subscription("m_a", "sub_1").await.unwrap(), Some(sub.clone()));
+        assert_eq!(
+            store.get_subscription_with_secrets("m_a", "sub_1").await.unwrap(),
+            Some((sub.clone(), secrets.clone()))
+        );
         let ghost = subscription("m_a", "sub_ghost", &EventName::ALL, true);
-        assert_eq!(store.update_subscription(&ghost).await, Err(StoreError::NotFound));
+        assert_eq!(
+            store.update_subscription(&ghost, &secrets).await,
+            Err(StoreError::NotFound)
+        );
         assert_eq!(
             store.get_subscription("m_a", "sub_ghost").await.unwrap(),
             None,
@@ -308,12 +330,13 @@ mod cases {
     pub async fn a_subscription_write_at_the_version_read_stores_the_next_version(h: &impl Harness) {
         let store = h.store();
         let mut sub = subscription("m_a", "sub_1", &EventName::ALL, true);
-        store.create_subscription(&sub).await.unwrap();
+        let secrets = secrets_of("sub_1");
+        store.create_subscription(&sub, &secrets).await.unwrap();
         for version in 1..=3 {
             sub = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
             assert_eq!(sub.version, version - 1);
             sub.description = format!("change {version}");
-            store.update_subscription(&sub).await.unwrap();
+            store.update_subscription(&sub, &secrets).await.unwrap();
             let stored = store.get_subscription("m_a", "sub_1").await.unwrap();
             assert_eq!(stored, Some(Subscription { version, ..sub.clone() }));
         }
@@ -321,7 +344,7 @@ mod cases {
         assert!(store.delete_subscription("m_a", "sub_1").await.unwrap());
         sub.version = 3;
         assert_eq!(
-            store.update_subscription(&sub).await,
+            store.update_subscription(&sub, &secrets).await,
             Err(StoreError::NotFound),
             "a gone subscription is not found at any version"
         );
@@ -331,17 +354,18 @@ mod cases {
     pub async fn a_subscription_write_at_a_stale_version_is_refused_and_changes_nothing(h: &impl Harness) {
         let store = h.store();
         let created = subscription("m_a", "sub_1", &EventName::ALL, true);
-        store.create_subscription(&created).await.unwrap();
+        let created_secrets = secrets_of("sub_1");
+        store.create_subscription(&created, &created_secrets).await.unwrap();
         // Two writers read version 0; the first stores its change, at version 1.
         let mut patch = created.clone();
         patch.enabled = false;
-        store.update_subscription(&patch).await.unwrap();
+        store.update_subscription(&patch, &created_secrets).await.unwrap();
         let after_patch = Subscription { version: 1, ..patch };
 
-        let mut rotation = created.clone();
-        rotation.secrets.rotate(at(1_700_000_100_000));
+        let mut rotated = created_secrets.clone();
+        rotated.rotate(at(1_700_000_100_000));
         assert_eq!(
-            store.update_subscription(&rotation).await,
+            store.update_subscription(&created, &rotated).await,
             Err(StoreError::VersionConflict)
         );
         let ahead = Subscription {
@@ -349,35 +373,49 @@ mod cases {
             ..after_patch.clone()
         };
         assert_eq!(
-            store.update_subscription(&ahead).await,
+            store.update_subscription(&ahead, &rotated).await,
             Err(StoreError::VersionConflict)
         );
         assert_eq!(
-            store.get_subscription("m_a", "sub_1").await.unwrap(),
-            Some(after_patch.clone()),
+            store.get_subscription_with_secrets("m_a", "sub_1").await.unwrap(),
+            Some((after_patch.clone(), created_secrets.clone())),
             "a refused write changes nothing"
         );
 
         // Read again and redone, the rotation keeps the patch.
-        let mut rotation = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
-        rotation.secrets.rotate(at(1_700_000_100_000));
-        store.update_subscription(&rotation).await.unwrap();
-        let stored = store.get_subscription("m_a", "sub_1").await.unwrap().unwrap();
+        let (rotation, mut secrets) = store
+            .get_subscription_with_secrets("m_a", "sub_1")
+            .await
+            .unwrap()
+            .unwrap();
+        secrets.rotate(at(1_700_000_100_000));
+        store.update_subscription(&rotation, &secrets).await.unwrap();
+        let (stored, stored_secrets) = store
+            .get_subscription_with_secrets("m_a", "sub_1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored, Subscription { version: 2, ..rotation });
         assert!(!stored.enabled);
-        assert_ne!(stored.secrets.current, created.secrets.current);
+        assert_ne!(stored_secrets.current, created_secrets.current);
     }
 
     pub async fn subscription_pages_follow_opaque_cursors(h: &impl Harness) {
         let store = h.store();
         for i in 0..25 {
             store
-                .create_subscription(&subscription("m_a", &format!("sub_{i:02}"), &EventName::ALL, true))
+                .create_subscription(
+                    &subscription("m_a", &format!("sub_{i:02}"), &EventName::ALL, true),
+                    &secrets_of("fixture"),
+                )
                 .await
                 .unwrap();
         }
         store
-            .create_subscription(&subscription("m_b", "sub_other", &EventName::ALL, true))
+            .create_subscription(
+                &subscription("m_b", "sub_other", &EventName::ALL, true),
+                &secrets_of("fixture"),
+            )
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -404,7 +442,10 @@ mod cases {
         let store = h.store();
         for i in 0..3 {
             store
-                .create_subscription(&subscription("m_a", &format!("sub_{i}"), &EventName::ALL, true))
+                .create_subscription(
+                    &subscription("m_a", &format!("sub_{i}"), &EventName::ALL, true),
+                    &secrets_of("fixture"),
+                )
                 .await
                 .unwrap();
         }
@@ -471,12 +512,15 @@ mod cases {
                 expected.push(id.clone());
             }
             store
-                .create_subscription(&subscription("m_a", &id, events, enabled))
+                .create_subscription(&subscription("m_a", &id, events, enabled), &secrets_of("fixture"))
                 .await
                 .unwrap();
         }
         store
-            .create_subscription(&subscription("m_b", "sub_b", &EventName::ALL, true))
+            .create_subscription(
+                &subscription("m_b", "sub_b", &EventName::ALL, true),
+                &secrets_of("fixture"),
+            )
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -764,6 +808,7 @@ mod cases {
             },
             timeout_ms: Some(1500),
             cache_ttl_seconds: None,
+            revision: String::new(),
         };
         assert_eq!(store.get_auth_callback("m_a").await.unwrap(), None);
         store.put_auth_callback("m_a", &config).await.unwrap();
@@ -1246,5 +1291,78 @@ mod aws_quota_layer_on_moto {
         );
         aws.quota_layer().reset();
         assert_eq!(aws.quota_layer().counts(), BTreeMap::new());
+    }
+}
+
+/// The request counters the merchant API's rate limits count in (`RequestCounters`), on
+/// both backends.
+mod request_counters {
+    conformance!(
+        a_counter_counts_each_request_of_its_key_in_its_window,
+        concurrent_requests_are_each_counted_once,
+    );
+
+    mod cases {
+        use std::time::{SystemTime, UNIX_EPOCH};
+
+        use webhooks_storage::RequestCounters;
+        use webhooks_tests::backends::Harness;
+
+        /// The start of a window (2026-01-01T00:00:00Z); counters do not care when it is.
+        const WINDOW: i64 = 1_767_225_600_000;
+        /// The next window of a minute.
+        const NEXT_WINDOW: i64 = WINDOW + 60_000;
+
+        /// An expiry an hour from now, so that no store deletes a counter mid-test.
+        fn in_an_hour() -> i64 {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            i64::try_from(now.as_millis()).unwrap() + 3_600_000
+        }
+
+        pub async fn a_counter_counts_each_request_of_its_key_in_its_window(h: &impl Harness) {
+            let store = h.store();
+            let expires = in_an_hour();
+            assert_eq!(store.request_count("merchant:m_a", WINDOW).await.unwrap(), 0);
+            for expected in 1..=3 {
+                assert_eq!(
+                    store.count_request("merchant:m_a", WINDOW, expires).await.unwrap(),
+                    expected
+                );
+            }
+            assert_eq!(store.request_count("merchant:m_a", WINDOW).await.unwrap(), 3);
+            assert_eq!(
+                store.request_count("merchant:m_a", WINDOW).await.unwrap(),
+                3,
+                "reading adds nothing"
+            );
+            assert_eq!(store.count_request("merchant:m_b", WINDOW, expires).await.unwrap(), 1);
+            assert_eq!(
+                store.count_request("merchant:m_a", NEXT_WINDOW, expires).await.unwrap(),
+                1
+            );
+            let source = "bad-key:2001:db8:1:2::/64";
+            assert_eq!(store.count_request(source, WINDOW, expires).await.unwrap(), 1);
+            assert_eq!(store.request_count(source, NEXT_WINDOW).await.unwrap(), 0);
+            assert_eq!(store.request_count("merchant:m_a", WINDOW).await.unwrap(), 3);
+        }
+
+        pub async fn concurrent_requests_are_each_counted_once(h: &impl Harness) {
+            const REQUESTS: u64 = 20;
+            let expires = in_an_hour();
+            let counting = (0..REQUESTS).map(|_| {
+                let store = h.store().clone();
+                tokio::spawn(async move { store.count_request("merchant:m_busy", WINDOW, expires).await })
+            });
+            let mut counts = Vec::new();
+            for task in counting.collect::<Vec<_>>() {
+                counts.push(task.await.unwrap().unwrap());
+            }
+            counts.sort_unstable();
+            assert_eq!(counts, (1..=REQUESTS).collect::<Vec<_>>(), "each count is seen once");
+            assert_eq!(
+                h.store().request_count("merchant:m_busy", WINDOW).await.unwrap(),
+                REQUESTS
+            );
+        }
     }
 }

@@ -7,11 +7,11 @@ use serde_json::Value;
 use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::SystemClock;
 use webhooks_runtime::Budget;
-use webhooks_runtime::lambda::LambdaContext;
+use webhooks_runtime::lambda::{LambdaContext, SecretAccess};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let context = LambdaContext::start().await?;
+    let context = LambdaContext::start(SecretAccess::Opens).await?;
     let settings = &context.settings;
     let timeout = settings.auth_callback_timeout();
     let auth = AuthCallback::new(context.store, settings.url_policy, timeout, Arc::new(SystemClock))?;

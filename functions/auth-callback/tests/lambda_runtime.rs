@@ -35,6 +35,7 @@ async fn auth_callback_bootstrap_answers_a_direct_invoke_on_the_runtime_api() {
         auth: AuthMethod::None,
         timeout_ms: None,
         cache_ttl_seconds: None,
+        revision: String::new(),
     };
     stack.aws.store.put_auth_callback(CONFIGURED, &config).await.unwrap();
     stack.add_merchant(UNCONFIGURED).await;
@@ -85,6 +86,7 @@ async fn a_merchant_slower_than_the_invocation_deadline_gets_a_timeout_denial_no
         auth: AuthMethod::None,
         timeout_ms: Some(MAX_AUTH_CALLBACK_TIMEOUT_MS),
         cache_ttl_seconds: None,
+        revision: String::new(),
     };
     stack.aws.store.put_auth_callback(CONFIGURED, &config).await.unwrap();
 

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use webhooks_deliver::{Deliver, DeliverConfig, http_client};
 use webhooks_domain::SystemClock;
-use webhooks_runtime::lambda::{LambdaContext, QueueName, serve_sqs_batches};
+use webhooks_runtime::lambda::{LambdaContext, QueueName, SecretAccess, serve_sqs_batches};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let context = LambdaContext::start().await?;
+    let context = LambdaContext::start(SecretAccess::Opens).await?;
     let deliveries = context.queue(QueueName::Deliveries)?;
     let settings = &context.settings;
     let config = DeliverConfig {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use webhooks_domain::{AttemptOutcome, DeliveryStatus, DeliveryTask};
 use webhooks_signing::seed::verify_body;
 use webhooks_storage::{DeliveryLog, PageRequest, SubscriptionStore};
-use webhooks_tests::fixtures::{ORDER_ID, event, subscription};
+use webhooks_tests::fixtures::{ORDER_ID, SECRET, event, secrets, subscription};
 use webhooks_tests::lambda_emulator::{FunctionProcess, LOOPBACK_URLS, LambdaEmulator, LambdaStack, bootstrap_binary};
 use webhooks_tests::merchant::TestMerchant;
 
@@ -23,7 +23,7 @@ async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     let (aws, emulator, function) = (&stack.aws, &stack.emulator, &stack.function);
     let merchant = TestMerchant::start().await;
     let subscription = subscription(MERCHANT, "sub_lambda_deliver", &merchant.url("/ok"));
-    aws.store.create_subscription(&subscription).await.unwrap();
+    aws.store.create_subscription(&subscription, &secrets()).await.unwrap();
     // The task as ingest enqueues it, received as the event source mapping receives it.
     let task = DeliveryTask::first(event(MERCHANT, "evt-lambda-deliver-1"), subscription.id.clone());
     let sqs_event = stack
@@ -40,7 +40,7 @@ async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     let webhook = &received[0];
     assert_eq!(webhook.path, "/ok");
     assert_eq!(webhook.headers["webhook-id"], "evt-lambda-deliver-1");
-    verify_body(subscription.secrets.current.as_bytes(), webhook.body.as_bytes()).unwrap();
+    verify_body(SECRET.as_bytes(), webhook.body.as_bytes()).unwrap();
     let body: Value = serde_json::from_str(&webhook.body).unwrap();
     assert_eq!(body["eventName"], "crypto_delivered");
     assert_eq!(body["orderId"], ORDER_ID);

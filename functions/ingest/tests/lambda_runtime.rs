@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use webhooks_domain::DeliveryTask;
 use webhooks_storage::{EventStore, QueueReceiver, SubscriptionStore};
-use webhooks_tests::fixtures::{event, event_message, subscription};
+use webhooks_tests::fixtures::{event, event_message, secrets, subscription};
 use webhooks_tests::lambda_emulator::{LambdaStack, bootstrap_binary};
 
 const MERCHANT: &str = "m_lambda_ingest";
@@ -24,7 +24,7 @@ async fn ingest_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     let stack = start_ingest().await;
     let (aws, emulator, function) = (&stack.aws, &stack.emulator, &stack.function);
     let subscription = subscription(MERCHANT, "sub_lambda_ingest", "https://merchant.example.com/webhooks");
-    aws.store.create_subscription(&subscription).await.unwrap();
+    aws.store.create_subscription(&subscription, &secrets()).await.unwrap();
     // What a platform service sends to the events queue.
     let platform_event = event_message(&event(MERCHANT, "evt-lambda-ingest-1"));
     let sqs_event = stack.sqs_event_carrying(&aws.queues.events, platform_event).await;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
 use webhooks_domain::{Clock, SystemClock, unix_millis};
-use webhooks_runtime::lambda::{LambdaContext, QueueName};
+use webhooks_runtime::lambda::{LambdaContext, QueueName, SecretAccess};
 use webhooks_scheduler::Scheduler;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let context = LambdaContext::start().await?;
+    let context = LambdaContext::start(SecretAccess::Never).await?;
     let deliveries = context.queue(QueueName::Deliveries)?;
     let clock = Arc::new(SystemClock);
     let scheduler = Scheduler::new(context.store, deliveries, clock.clone());

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use webhooks_api::{Api, router};
 use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::SystemClock;
-use webhooks_runtime::lambda::{LambdaContext, QueueName};
+use webhooks_runtime::lambda::{LambdaContext, QueueName, SecretAccess};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let context = LambdaContext::start().await?;
+    let context = LambdaContext::start(SecretAccess::Opens).await?;
     let settings = &context.settings;
     let deliveries = context.queue(QueueName::Deliveries)?;
     let clock = Arc::new(SystemClock);

@@ -1,5 +1,6 @@
 //! What a user of the local stack does, and what they must see.
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -190,6 +191,11 @@ async fn the_first_merchant_is_the_same_after_a_restart() {
     );
     let (status, _) = stack.call("GET", "/v1/subscriptions", None).await;
     assert_eq!(status, 200, "the remembered key works");
+    // Only its owner may read the files that hold keys.
+    for file in ["first-merchant.json", "secrets.key"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[tokio::test]

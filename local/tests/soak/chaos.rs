@@ -54,6 +54,8 @@ impl Answer {
 pub struct Recorded {
     /// The path: identifies the subscription.
     pub path: String,
+    /// The query string, as sent (the subscription's URL token).
+    pub query: Option<String>,
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     pub webhook_id: Option<String>,
     pub webhook_timestamp: Option<String>,
@@ -157,7 +159,7 @@ impl ChaosMerchant {
         }
     }
 
-    /// The URL of `path`.
+    /// The URL of `path` (which may end in a query string).
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -310,6 +312,7 @@ async fn answer(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     let now = SystemTime::now();
     state.log.lock().expect("chaos log").push(Recorded {
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         webhook_id: header("webhook-id"),
         webhook_timestamp: header("webhook-timestamp"),
         webhook_signature: header("webhook-signature"),

@@ -2,8 +2,9 @@
 //! every way a webhook receiver can, a steady stream of events (some duplicated on purpose)
 //! to several merchants and subscriptions, and the stack killed with `kill -9` and restarted
 //! at random moments. At the end, a reconciliation from the merchants' side: nothing lost,
-//! nothing misrouted, one body per webhook-id, every signature verifies; and no secret or
-//! API key in the stack's log.
+//! nothing misrouted, one body per webhook-id, every signature verifies, every URL's query
+//! string arrives; and no secret, API key or URL token (each subscription's URL carries a
+//! random `?token=`) in the stack's log.
 //!
 //! Not part of the normal test run (`#[ignore]`): `scripts/soak [seconds] [embedded|aws]`.
 //! Settings (env): `SOAK_SECONDS` (120), `SOAK_BACKEND` (`embedded` or `aws`, on moto),
@@ -172,9 +173,12 @@ async fn chaos_soak() {
     )
     .await;
     let mut subs = Vec::new();
+    let mut token_rng = StdRng::seed_from_u64(config.seed ^ 0x70ce_0000);
     for (index, (merchant, events)) in PLAN.iter().enumerate() {
         let path = format!("/m{merchant}/s{index}");
-        let mut body = json!({"url": chaos.url(&path), "description": format!("soak {path}")});
+        let url_token = format!("{:032x}", token_rng.random::<u128>());
+        let url = chaos.url(&format!("{path}?token={url_token}"));
+        let mut body = json!({"url": url, "description": format!("soak {path}")});
         if !events.is_empty() {
             body["events"] = json!(events);
         }
@@ -199,6 +203,7 @@ async fn chaos_soak() {
             id: field("id"),
             secret: field("secret"),
             standard_secret: field("standardWebhooksSecret"),
+            url_token,
             events: takes,
         });
     }
@@ -311,7 +316,17 @@ async fn chaos_soak() {
     let (outages, down_for) = chaos.outages();
     let log = std::fs::read_to_string(&log_path).expect("read the stack's log");
     let secrets = secrets(&subs, &merchants);
-    let leaks = find_secrets(&log, &answers, &secrets);
+    let mut leaks = find_secrets(&log, &answers, &secrets);
+    // A merchant's own URL shows whole in its subscriptions' answers, so the URL tokens are
+    // searched for in the log and the delivery logs' answers only.
+    let url_tokens = url_tokens(&subs);
+    let delivery_answers: Vec<(String, String)> = answers
+        .iter()
+        .filter(|(path, _)| path.contains("/deliveries"))
+        .cloned()
+        .collect();
+    leaks.extend(find_secrets(&log, &delivery_answers, &url_tokens));
+    let searched = secrets.len() + url_tokens.len();
     let platform = platform_attempts(&log);
 
     println!(
@@ -328,8 +343,7 @@ async fn chaos_soak() {
     print!("{}", report.render());
     println!("platform's attempts (log):  {platform:?}");
     println!(
-        "secrets check:              {} secrets and keys searched in {} log lines ({} bytes) and {} list/get answers: {} found",
-        secrets.len(),
+        "secrets check:              {searched} secrets, keys and URL tokens searched in {} log lines ({} bytes) and {} list/get answers: {} found",
         log.lines().count(),
         log.len(),
         answers.len(),
@@ -355,11 +369,14 @@ async fn chaos_soak() {
         drained_in,
         &platform,
         log.lines().count(),
-        secrets.len(),
+        searched,
         leaks.len(),
     );
 
-    assert!(leaks.is_empty(), "secrets or API keys in the log or answers: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "secrets, API keys or URL tokens in the log or answers: {leaks:?}"
+    );
     assert!(
         report.violations.is_empty(),
         "{} violations, e.g. {:?}",
@@ -426,6 +443,13 @@ fn secrets(subs: &[Sub], merchants: &[(String, String)]) -> Vec<(String, String)
         secrets.push((format!("standardWebhooksSecret of {} without whsec_", sub.path), base64));
     }
     secrets
+}
+
+/// The token in each subscription's URL: (what, the text).
+fn url_tokens(subs: &[Sub]) -> Vec<(String, String)> {
+    subs.iter()
+        .map(|sub| (format!("URL token of {}", sub.path), sub.url_token.clone()))
+        .collect()
 }
 
 /// Where a secret shows: in the log, or in an answer of a list or get route.

@@ -23,6 +23,9 @@ pub struct Sub {
     pub id: String,
     pub secret: String,
     pub standard_secret: String,
+    /// The `token` query parameter of its URL: a credential the stack carries to the
+    /// merchant on every request and never logs.
+    pub url_token: String,
     /// The event names it takes.
     pub events: HashSet<String>,
 }
@@ -172,6 +175,12 @@ pub fn reconcile(subs: &[Sub], published: &Published, requests: &[Recorded]) -> 
             continue;
         };
         let sub = &subs[sub_index];
+        if request.query.as_deref() != Some(format!("token={}", sub.url_token).as_str()) {
+            report.violation(format!(
+                "a request to {} without its URL's query: {:?}",
+                request.path, request.query
+            ));
+        }
         let Some(id) = request.webhook_id.as_deref() else {
             report.violation(format!("a request to {} without webhook-id", request.path));
             continue;
@@ -309,6 +318,7 @@ mod tests {
             id: format!("sub{path}"),
             standard_secret: standard_webhooks_secret(&secret),
             secret,
+            url_token: format!("token-of-{path}-0123456789abcdef"),
             events: events.iter().map(|e| e.to_string()).collect(),
         }
     }
@@ -323,6 +333,7 @@ mod tests {
         let body = payload.signed_body(sub.secret.as_bytes());
         Recorded {
             path: sub.path.clone(),
+            query: Some(format!("token={}", sub.url_token)),
             webhook_id: Some(id.into()),
             webhook_timestamp: Some(now.to_string()),
             webhook_signature: Some(signature_header(&[sub.secret.as_bytes()], id, now, body.as_bytes())),
@@ -433,6 +444,9 @@ mod tests {
         );
         assert_eq!(broken(&|r| r[1].webhook_signature = Some("v1,AAAA".into())).len(), 1);
         assert_eq!(broken(&|r| r[2].received_unix += 301).len(), 1);
+        // The URL's query string lost or changed on the way.
+        assert_eq!(broken(&|r| r[3].query = None).len(), 1);
+        assert_eq!(broken(&|r| r[4].query = Some("token=".into())).len(), 1);
         // The same order under two webhook-ids.
         let mut twice = published(&[
             ("e1", 0, "payment_received", "o1"),

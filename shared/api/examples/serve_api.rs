@@ -48,10 +48,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.create_merchant(&merchant, &key.hash).await?;
     let (retry_subscription, retry_event) = seed_failed_delivery(&store, &merchant.id, now).await?;
     let unlimited = RateLimit {
-        per_second: f64::MAX,
-        burst: f64::MAX,
+        requests: u64::MAX,
+        window_secs: 1,
     };
-    let api = Api::new(store, deliveries, settings.url_policy, auth_callback, clock).with_rate_limit(unlimited);
+    let api = Api::new(store, deliveries, settings.url_policy, auth_callback, clock)
+        .with_rate_limit(unlimited)
+        .with_bad_key_limit(unlimited);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let mut out = std::io::stdout();
     writeln!(out, "URL=http://{}", listener.local_addr()?)?;
@@ -79,10 +81,11 @@ async fn seed_failed_delivery(
         enabled: true,
         created_at: now,
         updated_at: now,
-        secrets: SigningSecrets::new(None),
         version: 0,
     };
-    store.create_subscription(&subscription).await?;
+    store
+        .create_subscription(&subscription, &SigningSecrets::new(None))
+        .await?;
     let event = PlatformEvent {
         event_id: "evt_seeded_failure".into(),
         merchant_id: merchant_id.into(),

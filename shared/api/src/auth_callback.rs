@@ -2,11 +2,13 @@
 //! to try it: the decision exactly as the platform would get it.
 
 use axum::Json;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 use webhooks_auth_callback::AuthDecision;
+use webhooks_domain::auth::check_api_key_header;
 use webhooks_domain::subscription::validate_secret;
 use webhooks_domain::{AuthCallbackConfig, AuthMethod};
 use webhooks_storage::{Backend, QueueSender};
@@ -85,12 +87,18 @@ impl From<AuthCallbackConfig> for ConfigView {
 
 /// `PUT /v1/auth-callback`: the domain's configuration, refusing `{"type":"none"}` with
 /// other properties too (serde lets a unit variant of an internally tagged enum ignore
-/// unknown fields, where every other variant refuses them).
+/// unknown fields, where every other variant refuses them), and a `revision`, which only
+/// the API sets.
 pub(crate) struct PutRequest(AuthCallbackConfig);
 
 impl<'de> Deserialize<'de> for PutRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
+        if value.get("revision").is_some() {
+            return Err(D::Error::custom(
+                "unknown field `revision`, expected one of `url`, `auth`, `timeoutMs`, `cacheTtlSeconds`",
+            ));
+        }
         let extra = value
             .get("auth")
             .filter(|auth| auth.get("type").and_then(Value::as_str) == Some("none"))
@@ -112,8 +120,9 @@ pub(crate) struct TestRequest {
 }
 
 impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
-    /// Refuses URLs the policy refuses, out-of-range numbers and credentials that cannot be
-    /// sent (empty, or not fit for an HTTP header).
+    /// Refuses URLs the policy refuses, out-of-range numbers, credentials that cannot be
+    /// sent (empty, or not fit for an HTTP header) and `api_key` header names the domain
+    /// refuses ([`check_api_key_header`]).
     fn check_auth_callback(&self, config: &AuthCallbackConfig) -> Result<(), ApiError> {
         self.check_url(&config.url)?;
         config.check_timeout().map_err(|e| invalid(e.to_string()))?;
@@ -130,8 +139,7 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
             AuthMethod::Bearer { token } => header_safe("auth.token", token),
             AuthMethod::Basic { username, .. } => not_empty("auth.username", username),
             AuthMethod::ApiKey { header, value } => {
-                HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| invalid("auth.header must be an HTTP header name".into()))?;
+                check_api_key_header(header).map_err(|refusal| invalid(refusal.to_string()))?;
                 header_safe("auth.value", value)
             }
             AuthMethod::Oauth2ClientCredentials {
@@ -182,13 +190,15 @@ pub(crate) async fn get<S: Backend + 'static, Q: QueueSender + 'static>(
         .ok_or_else(|| ApiError::not_found("auth callback"))
 }
 
-/// `PUT /v1/auth-callback`: creates or replaces the configuration.
+/// `PUT /v1/auth-callback`: creates or replaces the configuration, under a new revision so
+/// that no decision cached under the one it replaces is reused.
 pub(crate) async fn put<S: Backend + 'static, Q: QueueSender + 'static>(
     api: ApiState<S, Q>,
     caller: Caller,
-    Body(PutRequest(config)): Body<PutRequest>,
+    Body(PutRequest(mut config)): Body<PutRequest>,
 ) -> Result<Json<ConfigView>, ApiError> {
     api.check_auth_callback(&config)?;
+    config.revision = Uuid::new_v4().simple().to_string();
     api.store.put_auth_callback(&caller.merchant_id, &config).await?;
     tracing::info!(merchant_id = %caller.merchant_id, auth_type = config.auth.type_name(), "auth callback configured");
     Ok(Json(config.into()))

@@ -1,11 +1,14 @@
 //! Extractors whose every rejection is an [`ApiError`]: the authenticated caller, JSON
-//! bodies, path parameters and pagination.
+//! bodies, path parameters and pagination; and the address a request came from.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use lambda_http::request::RequestContext;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -31,6 +34,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .cloned()
             .ok_or_else(ApiError::unauthorized)
     }
+}
+
+/// The address a request came from: API Gateway's `requestContext.http.sourceIp` in
+/// Lambda, else the socket peer when the server passes it (`axum::serve` with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as the local stack does); `None`
+/// for a router called in-process.
+pub(crate) fn source_address(request: &Request) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    let from_api_gateway = match extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        _ => None,
+    };
+    from_api_gateway.or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip())
+    })
 }
 
 /// A JSON body of type `T`. `null` is refused anywhere in it: an optional property is

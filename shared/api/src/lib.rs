@@ -5,7 +5,9 @@
 //! Every route is a row of [`ROUTES`]; [`router`] is built from that table and nothing
 //! else, and a test holds the table equal to `openapi.yaml`. Each request is authenticated
 //! by its bearer API key (looked up by SHA-256 hash), counted against the merchant's
-//! [`RateLimit`], and logged once with its `merchant_id`, never with a secret or key.
+//! [`RateLimit`] in the store (so the limit holds across Lambda containers), and logged
+//! once with its `merchant_id`, never with a secret or key. Requests with a missing or
+//! wrong key are counted against their source address, with a smaller budget.
 //! Whatever a client sends, the answer is a 2xx or a 4xx with `{"error":{"code","message"}}`;
 //! the only 5xx is a 503 when the store or queue fails.
 
@@ -16,6 +18,7 @@ mod extract;
 mod rate_limit;
 mod subscriptions;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,15 +31,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use time::OffsetDateTime;
 use webhooks_auth_callback::AuthCallback;
-use webhooks_domain::{Clock, IsoTime, UrlPolicy, hash_api_key};
+use webhooks_domain::{Clock, IsoTime, UrlPolicy, hash_api_key, unix_millis};
 use webhooks_storage::{Backend, QueueSender};
 
 pub use error::ApiError;
 pub use rate_limit::RateLimit;
 
 use crate::error::ErrorCode;
-use crate::extract::Caller;
-use crate::rate_limit::RateLimiter;
+use crate::extract::{Caller, source_address};
+use crate::rate_limit::{Limiter, bad_key_source};
 
 /// The largest request body, in bytes (64 KiB); a larger one is a 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -105,23 +108,24 @@ pub const ROUTES: [(Method, &str, Endpoint); 14] = [
     (Method::POST, "/v1/auth-callback/test", Endpoint::TestAuthCallback),
 ];
 
-/// The merchant API's dependencies: the store, the deliveries queue (test events and
-/// manual retries), the URL policy, the auth callback (for `/v1/auth-callback/test`), the
-/// clock and the per-merchant rate limit.
+/// The merchant API's dependencies: the store (which also keeps the request counters), the
+/// deliveries queue (test events and manual retries), the URL policy, the auth callback
+/// (for `/v1/auth-callback/test`), the clock and the rate limits.
 pub struct Api<S, Q> {
     store: S,
     deliveries: Q,
     url_policy: UrlPolicy,
     auth_callback: AuthCallback<S>,
     clock: Arc<dyn Clock>,
-    limiter: RateLimiter,
+    limiter: Limiter,
 }
 
 /// The router's state.
 pub type ApiState<S, Q> = State<Arc<Api<S, Q>>>;
 
 impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
-    /// The API over these ports, with the default [`RateLimit`].
+    /// The API over these ports, with the default limits: [`RateLimit::PER_MERCHANT`] and
+    /// [`RateLimit::BAD_KEY_PER_SOURCE`].
     pub fn new(
         store: S,
         deliveries: Q,
@@ -135,36 +139,69 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
             url_policy,
             auth_callback,
             clock,
-            limiter: RateLimiter::new(RateLimit::default()),
+            limiter: Limiter::new(RateLimit::PER_MERCHANT, RateLimit::BAD_KEY_PER_SOURCE),
         }
     }
 
     /// The same API with another per-merchant rate limit.
-    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
-        Self {
-            limiter: RateLimiter::new(limit),
-            ..self
-        }
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = self.limiter.with_per_merchant(limit);
+        self
     }
 
-    /// The merchant whose API key the `Authorization: Bearer` header carries.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    /// The same API with another limit of requests with a missing or wrong API key, per
+    /// source address.
+    pub fn with_bad_key_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = self.limiter.with_bad_key_per_source(limit);
+        self
+    }
+
+    /// The merchant whose API key the `Authorization: Bearer` header carries; `None` when
+    /// the key is missing, malformed or unknown.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         let key = headers
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim())
-            .filter(|key| !key.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
+            .filter(|key| !key.is_empty());
+        let Some(key) = key else {
+            return Ok(None);
+        };
         let merchant = self.store.merchant_for_api_key(&hash_api_key(key)).await?;
-        merchant.map(|m| m.id).ok_or_else(ApiError::unauthorized)
+        Ok(merchant.map(|m| m.id))
     }
 
     /// Now, with JavaScript `Date` precision.
     fn now(&self) -> IsoTime {
         IsoTime::new(self.clock.now())
             .unwrap_or_else(|| IsoTime::new(OffsetDateTime::UNIX_EPOCH).expect("the epoch is in range"))
+    }
+
+    /// The merchant a request from `source` is from, if the limits let it in. A source over
+    /// its budget of bad-key requests is refused (429) before its key is even checked; a
+    /// missing or wrong key counts against the source (401, or 429 once over); a valid one
+    /// against its merchant (429 once over). A refusal carries the merchant, when known.
+    async fn admit(&self, headers: &HeaderMap, source: Option<IpAddr>) -> Result<String, (Option<String>, ApiError)> {
+        let now_ms = unix_millis(self.clock.now());
+        let source = bad_key_source(source);
+        let anonymous = |error| (None, error);
+        self.limiter
+            .check_source(&self.store, &source, now_ms)
+            .await
+            .map_err(anonymous)?;
+        let Some(merchant_id) = self.authenticate(headers).await.map_err(anonymous)? else {
+            self.limiter
+                .count_bad_key(&self.store, &source, now_ms)
+                .await
+                .map_err(anonymous)?;
+            return Err(anonymous(ApiError::unauthorized()));
+        };
+        match self.limiter.admit_merchant(&self.store, &merchant_id, now_ms).await {
+            Ok(()) => Ok(merchant_id),
+            Err(error) => Err((Some(merchant_id), error)),
+        }
     }
 }
 
@@ -207,9 +244,10 @@ fn handler<S: Backend + 'static, Q: QueueSender + 'static>(
     }
 }
 
-/// Authenticates and rate-limits every request, hands the [`Caller`] to the handler, and
-/// logs the outcome: method, route (the template: ids stay out of it), status, error code,
-/// latency and `merchant_id`; never a header, a body, a path or a query.
+/// Rate-limits and authenticates every request ([`Api::admit`]), hands the [`Caller`] to
+/// the handler, and logs the outcome: method, route (the template: ids stay out of it),
+/// status, error code, latency and `merchant_id`; never a header, a body, a path, a query
+/// or a source address.
 async fn guard<S: Backend + 'static, Q: QueueSender + 'static>(
     State(api): ApiState<S, Q>,
     mut request: Request,
@@ -218,21 +256,15 @@ async fn guard<S: Backend + 'static, Q: QueueSender + 'static>(
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let (merchant_id, response) = match api.authenticate(request.headers()).await {
+    let (merchant_id, response) = match api.admit(request.headers(), source_address(&request)).await {
         Ok(merchant_id) => {
-            let response = match api.limiter.admit(&merchant_id) {
-                Ok(()) => {
-                    let caller = Caller {
-                        merchant_id: merchant_id.clone(),
-                    };
-                    request.extensions_mut().insert(caller);
-                    next.run(request).await
-                }
-                Err(error) => error.into_response(),
+            let caller = Caller {
+                merchant_id: merchant_id.clone(),
             };
-            (Some(merchant_id), response)
+            request.extensions_mut().insert(caller);
+            (Some(merchant_id), next.run(request).await)
         }
-        Err(error) => (None, error.into_response()),
+        Err((merchant_id, error)) => (merchant_id, error.into_response()),
     };
     tracing::info!(
         merchant_id,

@@ -134,23 +134,40 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
         found.ok_or_else(|| ApiError::not_found("subscription"))
     }
 
-    /// Reads the caller's subscription `id`, makes `change` to it and stores it, unless
-    /// another write changed it in between: then it reads it again and remakes the change,
-    /// so that neither write undoes the other (at most [`MAX_CHANGE_ATTEMPTS`] times, then
-    /// 409 `conflict`). Returns the subscription as stored.
+    /// The caller's subscription `id` and its opened secrets, found as [`Api::subscription`] finds it.
+    pub(crate) async fn subscription_with_secrets(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Subscription, SigningSecrets), ApiError> {
+        let found = match is_subscription_id(id) {
+            true => {
+                self.store
+                    .get_subscription_with_secrets(&caller.merchant_id, id)
+                    .await?
+            }
+            false => None,
+        };
+        found.ok_or_else(|| ApiError::not_found("subscription"))
+    }
+
+    /// Reads the caller's subscription `id` with its secrets, makes `change` to them and
+    /// stores them (the secrets sealed again), unless another write changed it in between:
+    /// then it reads it again and remakes the change, so that neither write undoes the other
+    /// (at most [`MAX_CHANGE_ATTEMPTS`] times, then 409 `conflict`). Returns what was stored.
     pub(crate) async fn change_subscription(
         &self,
         caller: &Caller,
         id: &str,
-        mut change: impl FnMut(&mut Subscription),
-    ) -> Result<Subscription, ApiError> {
+        mut change: impl FnMut(&mut Subscription, &mut SigningSecrets),
+    ) -> Result<(Subscription, SigningSecrets), ApiError> {
         let mut attempts = 1;
         loop {
-            let mut subscription = self.subscription(caller, id).await?;
-            change(&mut subscription);
-            match self.store.update_subscription(&subscription).await {
+            let (mut subscription, mut secrets) = self.subscription_with_secrets(caller, id).await?;
+            change(&mut subscription, &mut secrets);
+            match self.store.update_subscription(&subscription, &secrets).await {
                 Err(StoreError::VersionConflict) if attempts < MAX_CHANGE_ATTEMPTS => attempts += 1,
-                result => return result.map(|()| subscription).map_err(ApiError::from),
+                result => return result.map(|()| (subscription, secrets)).map_err(ApiError::from),
             }
         }
     }
@@ -159,7 +176,7 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
     /// and parse that same text before each request.
     pub(crate) fn check_url(&self, url: &str) -> Result<(), ApiError> {
         self.url_policy
-            .check(url)
+            .check_new(url)
             .map(drop)
             .map_err(|refusal| ApiError::unprocessable("url_not_allowed", refusal.to_string()))
     }
@@ -231,12 +248,12 @@ pub(crate) async fn create<S: Backend + 'static, Q: QueueSender + 'static>(
         enabled: true,
         created_at: now,
         updated_at: now,
-        secrets: SigningSecrets::new(request.secret),
         version: 0,
     };
-    api.store.create_subscription(&subscription).await?;
+    let secrets = SigningSecrets::new(request.secret);
+    api.store.create_subscription(&subscription, &secrets).await?;
     tracing::info!(merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "subscription created");
-    let secret = SecretView::of(&subscription.secrets);
+    let secret = SecretView::of(&secrets);
     let created = Created {
         subscription: subscription.into(),
         secret,
@@ -290,8 +307,8 @@ pub(crate) async fn update<S: Backend + 'static, Q: QueueSender + 'static>(
         check_description(description)?;
     }
     let now = api.now();
-    let subscription = api
-        .change_subscription(&caller, &id, |subscription| {
+    let (subscription, _) = api
+        .change_subscription(&caller, &id, |subscription, _| {
             if let Some(url) = &url {
                 subscription.url.clone_from(url);
             }
@@ -331,8 +348,8 @@ pub(crate) async fn secret<S: Backend + 'static, Q: QueueSender + 'static>(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<SecretView>, ApiError> {
-    let subscription = api.subscription(&caller, &id).await?;
-    Ok(Json(SecretView::of(&subscription.secrets)))
+    let (_, secrets) = api.subscription_with_secrets(&caller, &id).await?;
+    Ok(Json(SecretView::of(&secrets)))
 }
 
 /// `POST /v1/subscriptions/{id}/secret/rotate`: a new secret; the old one keeps signing
@@ -343,16 +360,15 @@ pub(crate) async fn rotate_secret<S: Backend + 'static, Q: QueueSender + 'static
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Rotated>, ApiError> {
     let now = api.now();
-    let subscription = api
-        .change_subscription(&caller, &id, |subscription| {
-            subscription.secrets.rotate(now);
+    let (_, secrets) = api
+        .change_subscription(&caller, &id, |subscription, secrets| {
+            secrets.rotate(now);
             subscription.updated_at = now;
         })
         .await?;
     tracing::info!(merchant_id = %caller.merchant_id, subscription_id = %id, "secret rotated");
-    let secrets = &subscription.secrets;
     let rotated = Rotated {
-        secret: SecretView::of(secrets),
+        secret: SecretView::of(&secrets),
         previous_secret_expires_at: secrets.previous.as_ref().map_or(now, |previous| previous.expires_at),
     };
     Ok(Json(rotated))

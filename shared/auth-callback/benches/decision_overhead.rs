@@ -126,6 +126,7 @@ async fn merchant(store: &EmbeddedStore, url: &str, cache_ttl_seconds: Option<u6
         auth: AuthMethod::None,
         timeout_ms: None,
         cache_ttl_seconds,
+        revision: String::new(),
     };
     store.put_auth_callback(&merchant.id, &config).await.expect("config");
     merchant.id

@@ -1,4 +1,6 @@
-//! Positive decisions kept for the TTL the merchant's configuration sets.
+//! Positive decisions kept for the TTL the merchant's configuration sets, each under the
+//! revision of the configuration that made it: a `PUT` (in the API's process) gives the
+//! configuration a new revision, and so leaves every decision of the old one unused.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -8,8 +10,16 @@ use time::{Duration, OffsetDateTime};
 /// The most positive decisions kept; beyond it expired ones are dropped, then new ones are not kept.
 const MAX_CACHED_DECISIONS: usize = 10_000;
 
-/// A cached positive decision: merchant, email, action.
-pub(crate) type DecisionKey = (String, String, String);
+/// Whose positive decision, under which configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DecisionKey {
+    pub(crate) merchant_id: String,
+    /// The [`AuthCallbackConfig::revision`](webhooks_domain::AuthCallbackConfig::revision)
+    /// that made the decision.
+    pub(crate) revision: String,
+    pub(crate) email: String,
+    pub(crate) action: String,
+}
 
 /// When a positive decision was made, and until when its configuration's TTL kept it.
 #[derive(Debug, Clone, Copy)]

@@ -28,7 +28,7 @@ use webhooks_storage::{AuthCallbackStore, MerchantStore};
 
 pub use crate::request::{AuthDecision, AuthRequest};
 
-use crate::decision_cache::DecisionCache;
+use crate::decision_cache::{DecisionCache, DecisionKey};
 use crate::decision_log::{decision, log_decision};
 use crate::denial::Denial;
 use crate::oauth::TokenCache;
@@ -96,11 +96,12 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
         self.decide_within(request, Budget::default()).await
     }
 
-    /// Decides with the merchant's stored configuration, reusing a cached positive decision
-    /// when the configuration enables the cache (`cacheTtlSeconds`). The whole decision,
-    /// reading the configuration included, ends within the merchant's `timeoutMs` (or the
-    /// default timeout) and within `budget`, whichever ends first; past that it is a
-    /// `timeout` denial.
+    /// Decides with the merchant's stored configuration, reusing a positive decision cached
+    /// under the same revision of it when the configuration enables the cache
+    /// (`cacheTtlSeconds`); with no configuration (deleted) there is nothing to reuse. The
+    /// whole decision, reading the configuration included, ends within the merchant's
+    /// `timeoutMs` (or the default timeout) and within `budget`, whichever ends first; past
+    /// that it is a `timeout` denial.
     pub async fn decide_within(&self, request: AuthRequest, budget: Budget) -> AuthDecision {
         let started = Instant::now();
         let AuthRequest {
@@ -154,7 +155,12 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
             .cache_ttl_seconds
             .filter(|&secs| secs > 0)
             .map(|secs| time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)));
-        let key = (merchant_id.to_owned(), email.to_owned(), action.to_owned());
+        let key = DecisionKey {
+            merchant_id: merchant_id.to_owned(),
+            revision: config.revision.clone(),
+            email: email.to_owned(),
+            action: action.to_owned(),
+        };
         if let Some(ttl) = ttl
             && self.decisions.is_allowed(&key, ttl, self.clock.now())
         {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use tokio::time::Instant;
 use uuid::Uuid;
+use webhooks_domain::auth::check_api_key_header;
 use webhooks_domain::{AuthCallbackConfig, AuthMethod, Verdict, judge_auth_answer};
 use webhooks_outbound::{BodyLimit, CheckedUrl, Failure, Reply};
 use webhooks_signing::standard::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, signature_header};
@@ -51,11 +52,7 @@ impl<S> AuthCallback<S> {
                 client_secret,
                 scope,
             } => {
-                let key = TokenKey {
-                    merchant_id: merchant_id.to_owned(),
-                    token_url: token_url.clone(),
-                    client_id: client_id.clone(),
-                };
+                let key = TokenKey::new(merchant_id, token_url, client_id, client_secret, scope.as_deref());
                 let mut form = vec![
                     ("grant_type", "client_credentials"),
                     ("client_id", client_id.as_str()),
@@ -171,6 +168,8 @@ impl<S> AuthCallback<S> {
             Credentials::Bearer(token) => request.bearer_auth(token),
             Credentials::Basic { username, password } => request.basic_auth(username, Some(password)),
             Credentials::Header { name, value } => {
+                // A configuration stored before the API refused such names is refused here.
+                check_api_key_header(name).map_err(|refusal| Failure::Request(refusal.to_string()))?;
                 let invalid = |what: &str| Failure::Request(format!("the api_key {what} is not valid in a header"));
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid("header name"))?;
                 let mut value = HeaderValue::from_str(value).map_err(|_| invalid("value"))?;

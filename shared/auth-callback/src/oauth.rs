@@ -2,10 +2,12 @@
 //! until shortly before they expire.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 /// A token is refreshed this long before it expires, or halfway through shorter lifetimes.
@@ -15,12 +17,35 @@ const DEFAULT_LIFETIME_SECS: u64 = 300;
 /// The most tokens kept; beyond it expired ones are dropped, and then new ones are not kept.
 const MAX_TOKENS: usize = 10_000;
 
-/// Which token: one per merchant, token endpoint and client.
+/// Which token: one per merchant, token endpoint, client, client secret and scope, so that
+/// a changed secret or scope fetches a new token. The key holds the secret's SHA-256, never
+/// the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct TokenKey {
     pub(crate) merchant_id: String,
     pub(crate) token_url: String,
-    pub(crate) client_id: String,
+    client_id: String,
+    client_secret_sha256: [u8; 32],
+    scope: Option<String>,
+}
+
+impl TokenKey {
+    /// The key of the token of these credentials.
+    pub(crate) fn new(
+        merchant_id: &str,
+        token_url: &str,
+        client_id: &str,
+        client_secret: &str,
+        scope: Option<&str>,
+    ) -> Self {
+        Self {
+            merchant_id: merchant_id.to_owned(),
+            token_url: token_url.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret_sha256: Sha256::digest(client_secret.as_bytes()).into(),
+            scope: scope.map(str::to_owned),
+        }
+    }
 }
 
 /// A token endpoint's answer (RFC 6749 §5.1); `expires_in` may come as a number or a string.
@@ -60,10 +85,19 @@ fn usable_for(lifetime: Duration) -> Duration {
     lifetime - REFRESH_MARGIN.min(lifetime / 2)
 }
 
-#[derive(Debug)]
+/// A token and when it is fetched again; its `Debug` shows no token.
 struct CachedToken {
     access_token: String,
     refresh_at: OffsetDateTime,
+}
+
+impl fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("access_token", &"<redacted>")
+            .field("refresh_at", &self.refresh_at)
+            .finish()
+    }
 }
 
 /// The tokens in use, shared by every decision of the process.
@@ -150,11 +184,7 @@ mod tests {
     #[test]
     fn a_refused_token_is_forgotten_but_not_its_replacement() {
         let cache = TokenCache::default();
-        let key = TokenKey {
-            merchant_id: "m_1".into(),
-            token_url: "https://m.example/token".into(),
-            client_id: "c".into(),
-        };
+        let key = TokenKey::new("m_1", "https://m.example/token", "c", "s", None);
         let now = OffsetDateTime::UNIX_EPOCH;
         cache.put(key.clone(), "new".into(), Duration::seconds(60), now);
         cache.forget(&key, "old");
@@ -162,5 +192,26 @@ mod tests {
         assert_eq!(cache.get(&key, now + Duration::seconds(60)), None);
         cache.forget(&key, "new");
         assert_eq!(cache.get(&key, now), None);
+    }
+
+    #[test]
+    fn a_token_is_kept_per_client_secret_and_scope_and_neither_secret_nor_token_is_shown() {
+        let key = TokenKey::new("m_1", "https://m.example/token", "c", "cs-SECRET", Some("auth"));
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let tokens = TokenCache::default();
+        tokens.put(key.clone(), "tok-SECRET".into(), Duration::seconds(60), now);
+        assert_eq!(tokens.get(&key, now).as_deref(), Some("tok-SECRET"));
+        for other in [
+            TokenKey::new("m_1", "https://m.example/token", "c", "cs-NEW", Some("auth")),
+            TokenKey::new("m_1", "https://m.example/token", "c", "cs-SECRET", Some("auth admin")),
+            TokenKey::new("m_1", "https://m.example/token", "c", "cs-SECRET", None),
+            TokenKey::new("m_1", "https://m.example/token", "c2", "cs-SECRET", Some("auth")),
+            TokenKey::new("m_2", "https://m.example/token", "c", "cs-SECRET", Some("auth")),
+        ] {
+            assert_eq!(tokens.get(&other, now), None, "{other:?}");
+        }
+        let shown = format!("{key:?} {tokens:?}");
+        assert!(!shown.contains("cs-SECRET") && !shown.contains("tok-SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

@@ -48,3 +48,42 @@ pub(crate) fn describe(answer: &Answer) -> String {
         Err(failure) => format!("{} {failure}", failure.kind()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+    use tokio::time::Instant;
+    use webhooks_domain::UrlPolicy;
+    use webhooks_outbound::{BodyLimit, OutboundClient};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dlq_reason_never_shows_the_urls_credentials_or_query() {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            listener.local_addr().expect("address").port()
+        };
+        let url = format!("https://merchant:pw-S3CRET@127.0.0.1:{port}/hook?token=T0KEN-S3CRET");
+        let open = UrlPolicy {
+            allow_http: true,
+            allow_private: true,
+        };
+        let client = OutboundClient::new(open, "deliver-tests").expect("client");
+        let request = client.post(&client.check(&url).expect("allowed"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let refused: Answer = client.exchange(request, BodyLimit::Truncate(10), deadline).await;
+        let strict = OutboundClient::new(UrlPolicy::default(), "deliver-tests").expect("client");
+        let blocked: Answer = Err(strict.check(&url).expect_err("a loopback literal"));
+        for (answer, kind) in [(refused, "connect_error"), (blocked, "blocked_url")] {
+            let reason = describe(&answer);
+            assert!(reason.starts_with(kind), "{reason}");
+            assert!(
+                !reason.contains("pw-S3CRET") && !reason.contains("T0KEN-S3CRET"),
+                "{reason}"
+            );
+        }
+    }
+}

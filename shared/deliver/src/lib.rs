@@ -168,9 +168,9 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
         let now = self.now();
         let subscription = self
             .store
-            .get_subscription(&event.merchant_id, &task.subscription_id)
+            .get_subscription_with_secrets(&event.merchant_id, &task.subscription_id)
             .await?;
-        let Some(subscription) = subscription.filter(|s| s.enabled) else {
+        let Some((subscription, secrets)) = subscription.filter(|(s, _)| s.enabled) else {
             let attempt = self.attempt_record(task, now, AttemptOutcome::Skipped);
             self.store
                 .record_attempt_once(&attempt, DeliveryStatus::Skipped, None)
@@ -180,7 +180,16 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
         };
 
         let budget = budget.reserving(RESERVE_AFTER_REQUEST);
-        let (answer, latency) = post_webhook(&self.client, &subscription, task, now, budget, self.config.timeout).await;
+        let (answer, latency) = post_webhook(
+            &self.client,
+            &subscription,
+            &secrets,
+            task,
+            now,
+            budget,
+            self.config.timeout,
+        )
+        .await;
         let mut attempt = self.attempt_record(task, now, AttemptOutcome::Failed);
         attempt.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         attempt.error = error_kind(&answer).map(str::to_owned);
@@ -215,7 +224,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             subscription_id = %task.subscription_id,
             merchant_id = %event.merchant_id,
             event_name = %event.event_name,
-            url = %subscription.url,
+            url = %webhooks_domain::redact_url(&subscription.url),
             attempt = task.attempt,
             status = attempt.status_code,
             error = attempt.error.as_deref(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::time::Instant;
-use webhooks_domain::{DeliveryTask, IsoTime, Subscription};
+use webhooks_domain::{DeliveryTask, IsoTime, SigningSecrets, Subscription};
 use webhooks_outbound::{BodyLimit, OutboundClient};
 use webhooks_runtime::Budget;
 use webhooks_signing::seed::SeedPayload;
@@ -19,6 +19,7 @@ use crate::answer::{Answer, RESPONSE_READ_CAP_BYTES};
 pub(crate) async fn post_webhook(
     client: &OutboundClient,
     subscription: &Subscription,
+    secrets: &SigningSecrets,
     task: &DeliveryTask,
     now: IsoTime,
     budget: Budget,
@@ -35,14 +36,9 @@ pub(crate) async fn post_webhook(
         order_id: &event.order_id,
         time_stamp: &time_stamp,
     };
-    let body = payload.signed_body(subscription.secrets.current.as_bytes());
+    let body = payload.signed_body(secrets.current.as_bytes());
     let timestamp = now.instant().unix_timestamp();
-    let keys: Vec<&[u8]> = subscription
-        .secrets
-        .active(now)
-        .into_iter()
-        .map(str::as_bytes)
-        .collect();
+    let keys: Vec<&[u8]> = secrets.active(now).into_iter().map(str::as_bytes).collect();
     let signature = signature_header(&keys, &event.event_id, timestamp, body.as_bytes());
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,5 +1,7 @@
 //! Auth callbacks: the merchant's configuration and how its answer is judged (DESIGN §5).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,9 +22,32 @@ const DECIDING_FIELDS: [&str; 7] = ["allowed", "valid", "authorized", "ok", "suc
 const POSITIVE_WORDS: [&str; 5] = ["true", "1", "yes", "ok", "allowed"];
 /// Words that make a deciding field negative (any case, trimmed).
 const NEGATIVE_WORDS: [&str; 4] = ["false", "0", "no", "denied"];
+/// What `Debug` shows instead of a credential.
+const REDACTED: &str = "<redacted>";
+/// Headers an `api_key` may not name (compared case-insensitively): the HTTP client sets
+/// them, or they steer the connection, a proxy or the message's framing.
+const RESERVED_HEADERS: [&str; 14] = [
+    "accept",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "host",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+];
+/// The prefix of our Standard Webhooks signature headers, which an `api_key` may not use.
+const SIGNATURE_HEADER_PREFIX: &str = "webhook-";
 
-/// A merchant's auth-callback configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A merchant's auth-callback configuration. Its `Debug` shows no credential (see
+/// [`AuthMethod`]) and the URL redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthCallbackConfig {
     /// Where we POST `{"email","action"}`.
@@ -35,6 +60,11 @@ pub struct AuthCallbackConfig {
     /// How long a positive decision is reused, in seconds (default 0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// Which version of the configuration this is: a new random id at every `PUT`, so that
+    /// decisions cached under an older one are not reused. Empty in configurations stored
+    /// before revisions existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
 }
 
 /// A merchant's `timeoutMs` outside what it may set.
@@ -65,8 +95,9 @@ impl AuthCallbackConfig {
     }
 }
 
-/// The six ways we authenticate to a merchant's callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The six ways we authenticate to a merchant's callback. Its `Debug` shows `<redacted>`
+/// instead of each credential (token, password, key, client secret, signing secret).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -126,6 +157,87 @@ impl AuthMethod {
             AuthMethod::Hmac { .. } => "hmac",
         }
     }
+}
+
+impl fmt::Debug for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthMethod::None => f.write_str("None"),
+            AuthMethod::Bearer { token: _ } => f.debug_struct("Bearer").field("token", &REDACTED).finish(),
+            AuthMethod::Basic { username, password: _ } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &REDACTED)
+                .finish(),
+            AuthMethod::ApiKey { header, value: _ } => f
+                .debug_struct("ApiKey")
+                .field("header", header)
+                .field("value", &REDACTED)
+                .finish(),
+            AuthMethod::Oauth2ClientCredentials {
+                token_url,
+                client_id,
+                client_secret: _,
+                scope,
+            } => f
+                .debug_struct("Oauth2ClientCredentials")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("client_secret", &REDACTED)
+                .field("scope", scope)
+                .finish(),
+            AuthMethod::Hmac { secret: _ } => f.debug_struct("Hmac").field("secret", &REDACTED).finish(),
+        }
+    }
+}
+
+/// Why a header name cannot carry an `api_key`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadApiKeyHeader {
+    /// Not an HTTP header name (RFC 9110 token: letters, digits and ``!#$%&'*+-.^_`|~``).
+    #[error("auth.header must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), not {0:?}")]
+    NotAName(String),
+    /// `authorization`, which the other auth types set.
+    #[error(
+        "auth.header must not be authorization: use the auth type bearer, basic or \
+         oauth2_client_credentials, which set that header"
+    )]
+    Authorization,
+    /// One of our Standard Webhooks signature headers (`webhook-*`).
+    #[error("auth.header must not be {0}: webhook-* headers carry our signatures (auth type hmac)")]
+    Signature(String),
+    /// A header the HTTP client sets, or one that steers the connection, a proxy or the
+    /// message's framing.
+    #[error("auth.header must not be {0}: the platform's HTTP client sets it or it controls the connection")]
+    Reserved(String),
+}
+
+/// Checks the header name of an `api_key`: an HTTP header name that is neither
+/// `authorization`, a `webhook-*` signature header, nor one that the HTTP client sets or
+/// that steers the connection, a proxy or the framing (`host`, `content-length`,
+/// `transfer-encoding`, `connection`, `keep-alive`, `proxy-authorization`,
+/// `proxy-connection`, `te`, `trailer`, `upgrade`, `expect`, `content-type`, `accept`,
+/// `user-agent`), in any case. `cookie` is allowed: we never set it, and some merchants'
+/// gateways authenticate by one.
+pub fn check_api_key_header(name: &str) -> Result<(), BadApiKeyHeader> {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return Err(BadApiKeyHeader::NotAName(name.to_owned()));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "authorization" {
+        Err(BadApiKeyHeader::Authorization)
+    } else if lower.starts_with(SIGNATURE_HEADER_PREFIX) {
+        Err(BadApiKeyHeader::Signature(lower))
+    } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+        Err(BadApiKeyHeader::Reserved(lower))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `byte` may appear in an HTTP token (RFC 9110 §5.6.2), e.g. a header name.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// A yes or no, with the reason in a machine-readable word.
@@ -371,6 +483,7 @@ mod tests {
             auth: AuthMethod::None,
             timeout_ms,
             cache_ttl_seconds: None,
+            revision: String::new(),
         };
         for allowed in [None, Some(100), Some(3_000), Some(5_000)] {
             assert_eq!(with(allowed).check_timeout(), Ok(()), "{allowed:?}");
@@ -385,5 +498,172 @@ mod tests {
             BadAuthTimeout(5_001).to_string(),
             "timeoutMs must be between 100 and 5000 milliseconds, not 5001"
         );
+    }
+
+    #[test]
+    fn a_config_carries_its_revision_and_one_stored_without_it_still_loads() {
+        let stored_before = r#"{"url":"https://m.example/auth","auth":{"type":"none"}}"#;
+        let config: AuthCallbackConfig = serde_json::from_str(stored_before).expect("loads");
+        assert_eq!(config.revision, "");
+
+        let revised = AuthCallbackConfig {
+            revision: "rev-2".into(),
+            ..config
+        };
+        let text = serde_json::to_string(&revised).expect("serializes");
+        assert_eq!(
+            text,
+            r#"{"url":"https://m.example/auth","auth":{"type":"none"},"revision":"rev-2"}"#
+        );
+        assert_eq!(serde_json::from_str::<AuthCallbackConfig>(&text).ok(), Some(revised));
+    }
+
+    #[test]
+    fn api_key_headers_are_http_names_the_platform_does_not_set() {
+        let allowed = [
+            "x-api-key",
+            "X-Api-Key",
+            "X-Merchant-Key",
+            "apikey",
+            "Cookie",
+            "x_key.v2",
+            "x-!#$%&'*+^`|~",
+            "webhook",
+            "x-webhook-id",
+            "hostname",
+            "authorization-key",
+        ];
+        for name in allowed {
+            assert_eq!(check_api_key_header(name), Ok(()), "{name}");
+        }
+        let reserved = [
+            "host",
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "connection",
+            "keep-alive",
+            "proxy-authorization",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+            "expect",
+            "content-type",
+            "accept",
+            "USER-AGENT",
+        ];
+        for name in reserved {
+            let lower = name.to_ascii_lowercase();
+            assert_eq!(
+                check_api_key_header(name),
+                Err(BadApiKeyHeader::Reserved(lower)),
+                "{name}"
+            );
+        }
+        for name in ["authorization", "Authorization", "AUTHORIZATION"] {
+            assert_eq!(check_api_key_header(name), Err(BadApiKeyHeader::Authorization));
+        }
+        for name in [
+            "webhook-signature",
+            "Webhook-Id",
+            "webhook-timestamp",
+            "webhook-anything",
+        ] {
+            let lower = name.to_ascii_lowercase();
+            assert_eq!(check_api_key_header(name), Err(BadApiKeyHeader::Signature(lower)));
+        }
+        for name in [
+            "",
+            "X Api Key",
+            "x-api-key:",
+            ":path",
+            "x-api-kéy",
+            "x\tkey",
+            "x\nkey",
+            "(key)",
+            "x/key",
+            "\"key\"",
+        ] {
+            assert_eq!(
+                check_api_key_header(name),
+                Err(BadApiKeyHeader::NotAName(name.to_owned())),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            BadApiKeyHeader::Authorization.to_string(),
+            "auth.header must not be authorization: use the auth type bearer, basic or \
+             oauth2_client_credentials, which set that header"
+        );
+        assert_eq!(
+            BadApiKeyHeader::Reserved("host".into()).to_string(),
+            "auth.header must not be host: the platform's HTTP client sets it or it controls the connection"
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_credential_of_any_auth_type() {
+        let cases = [
+            (
+                AuthMethod::Bearer {
+                    token: "tok-SECRET".into(),
+                },
+                "tok-SECRET",
+            ),
+            (
+                AuthMethod::Basic {
+                    username: "platform".into(),
+                    password: "pw-SECRET".into(),
+                },
+                "pw-SECRET",
+            ),
+            (
+                AuthMethod::ApiKey {
+                    header: "x-api-key".into(),
+                    value: "key-SECRET".into(),
+                },
+                "key-SECRET",
+            ),
+            (
+                AuthMethod::Oauth2ClientCredentials {
+                    token_url: "https://m.example/token".into(),
+                    client_id: "platform-client".into(),
+                    client_secret: "cs-SECRET".into(),
+                    scope: Some("auth:check".into()),
+                },
+                "cs-SECRET",
+            ),
+            (
+                AuthMethod::Hmac {
+                    secret: "hmac-SECRET".into(),
+                },
+                "hmac-SECRET",
+            ),
+        ];
+        for (auth, secret) in cases {
+            let config = AuthCallbackConfig {
+                url: "https://m.example/auth".into(),
+                auth: auth.clone(),
+                timeout_ms: None,
+                cache_ttl_seconds: None,
+                revision: "rev-1".into(),
+            };
+            for shown in [format!("{auth:?}"), format!("{auth:#?}"), format!("{config:?}")] {
+                assert!(!shown.contains(secret), "{shown}");
+                assert!(shown.contains("<redacted>"), "{shown}");
+            }
+        }
+        let oauth = AuthMethod::Oauth2ClientCredentials {
+            token_url: "https://m.example/token".into(),
+            client_id: "platform-client".into(),
+            client_secret: "cs-SECRET".into(),
+            scope: Some("auth:check".into()),
+        };
+        assert_eq!(
+            format!("{oauth:?}"),
+            r#"Oauth2ClientCredentials { token_url: "https://m.example/token", client_id: "platform-client", client_secret: "<redacted>", scope: Some("auth:check") }"#
+        );
+        assert_eq!(format!("{:?}", AuthMethod::None), "None");
     }
 }

@@ -28,8 +28,9 @@ impl Merchant {
     }
 }
 
-/// A freshly minted API key: the clear text to show once, and the hash to store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A freshly minted API key: the clear text to show once, and the hash to store. Its
+/// `Debug` shows the hash only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewApiKey {
     /// `whk_` + 32 random bytes in hex; never stored.
     pub clear_text: String,

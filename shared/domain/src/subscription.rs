@@ -1,4 +1,5 @@
-//! Subscriptions: where a merchant wants which events, and the secrets that sign them.
+//! Subscriptions: where a merchant wants which events, and the secrets that sign them
+//! (kept apart: the store seals them, and only those that sign or show them open them).
 
 use serde::{Deserialize, Serialize};
 use time::Duration;
@@ -15,8 +16,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 256;
 /// How long a rotated-out secret keeps signing the Standard Webhooks headers.
 pub const PREVIOUS_SECRET_GRACE: Duration = Duration::hours(24);
 
-/// A merchant's webhook endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A merchant's webhook endpoint. Its `Debug` shows the URL redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     /// Its id, `sub_` + 16 random bytes in hex.
@@ -35,8 +36,6 @@ pub struct Subscription {
     pub created_at: IsoTime,
     /// When it last changed.
     pub updated_at: IsoTime,
-    /// The secrets that sign its webhooks.
-    pub secrets: SigningSecrets,
     /// How many times it has been replaced since it was created: a replace is stored only
     /// if the stored version is still the one its writer read, so concurrent changes never
     /// undo each other. New subscriptions start at 0; so do items stored before versions.
@@ -57,7 +56,7 @@ impl Subscription {
 }
 
 /// The current secret, and during a rotation the previous one until it expires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SigningSecrets {
     /// Signs the body's seed signature and the first `v1` header entry.
@@ -68,7 +67,7 @@ pub struct SigningSecrets {
 }
 
 /// A rotated-out secret and the end of its grace period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviousSecret {
     /// The old secret.

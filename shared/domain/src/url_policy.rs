@@ -6,15 +6,21 @@
 //! addresses) or `localhost`. A hostname need not resolve then: the outbound HTTP client's
 //! guarded resolver (`webhooks-outbound`) judges every address it resolves to with
 //! [`UrlPolicy::check_ip`] at connect time, so a name that later resolves to a private
-//! address (DNS rebinding) reaches nothing.
+//! address (DNS rebinding) reaches nothing. A URL a merchant saves must also carry no
+//! credentials before its host ([`UrlPolicy::check_new`]).
+//!
+//! What of a URL may be shown (a log line, a DLQ reason, an error text) is
+//! [`redact_url`]: never its userinfo, query or fragment (DESIGN §3, secrets at rest).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
 /// The longest URL we store, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
+/// What [`redact_url`] shows of text that is not a URL.
+pub const UNPARSABLE_URL: &str = "<unparsable url>";
 
 /// The operator's switches; both default to false (Lambda) and are true in the local stack.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +94,12 @@ pub enum UrlRefusal {
         /// Its class.
         class: BlockedClass,
     },
+    /// A URL being saved carries a user name or password (`user:pass@host`); the message
+    /// does not repeat them.
+    #[error(
+        "url must not contain a user name or password (user:password@host); put a token in the query string instead"
+    )]
+    Credentials,
 }
 
 impl UrlPolicy {
@@ -98,6 +110,18 @@ impl UrlPolicy {
         }
         let url = Url::parse(text).map_err(|e| UrlRefusal::Unparseable(e.to_string()))?;
         self.check_url(&url)?;
+        Ok(url)
+    }
+
+    /// Judges `text` as a URL a merchant is saving (a webhook, an auth callback or a token
+    /// URL): everything [`check`](Self::check) judges, and no user name or password before
+    /// the host. Requests still go to a stored URL that has them (saved before this rule);
+    /// [`redact_url`] keeps them out of every log line and error text.
+    pub fn check_new(&self, text: &str) -> Result<Url, UrlRefusal> {
+        let url = self.check(text)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlRefusal::Credentials);
+        }
         Ok(url)
     }
 
@@ -133,6 +157,27 @@ impl UrlPolicy {
             _ => Ok(()),
         }
     }
+}
+
+/// What may be shown of the URL `text`: its scheme, host, port and path, never its user
+/// name, password, query or fragment (`https://user:pw@merchant.example/hooks?token=abc#x`
+/// shows as `https://merchant.example/hooks`). Text that does not parse shows as
+/// [`UNPARSABLE_URL`]; a URL without a hierarchy (`mailto:`, `data:`) as its scheme alone.
+pub fn redact_url(text: &str) -> String {
+    let Ok(url) = Url::parse(text) else {
+        return UNPARSABLE_URL.to_owned();
+    };
+    let mut shown = format!("{}:", url.scheme());
+    if url.cannot_be_a_base() {
+        return shown;
+    }
+    shown.push_str("//");
+    shown.push_str(url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        let _ = write!(shown, ":{port}");
+    }
+    shown.push_str(url.path());
+    shown
 }
 
 /// The class of a blocked address, or `None` for a public one. IPv6 forms that embed an
@@ -322,6 +367,73 @@ mod tests {
             STRICT.check(&too_long).map(|_| ()),
             Err(UrlRefusal::TooLong(too_long.len()))
         );
+    }
+
+    #[test]
+    fn a_url_being_saved_carries_no_credentials_before_its_host() {
+        for url in [
+            "https://user:pass@merchant.example.com/hook",
+            "https://user@merchant.example.com/hook",
+            "https://:pass@merchant.example.com/hook",
+            "https://tok%40en@merchant.example.com/hook",
+            "HTTPS://User:Pass@Merchant.Example.com:8443/hook?x=1",
+        ] {
+            assert_eq!(STRICT.check_new(url).map(|_| ()), Err(UrlRefusal::Credentials), "{url}");
+            assert_eq!(
+                STRICT.check(url).map(|_| ()),
+                Ok(()),
+                "{url}: a stored one is still sent to"
+            );
+        }
+        let message = UrlRefusal::Credentials.to_string();
+        assert!(message.contains("user name or password"), "{message}");
+        for url in [
+            "https://merchant.example.com/hook?token=abc&user=me",
+            "https://merchant.example.com/hook#user:pass@x",
+            "https://@merchant.example.com/hook",
+            "https://merchant.example.com/a@b",
+        ] {
+            assert_eq!(STRICT.check_new(url).map(|_| ()), Ok(()), "{url}");
+        }
+        // The other refusals come first, as on every check.
+        assert_eq!(
+            STRICT.check_new("https://user:pass@127.0.0.1/").map(|_| ()),
+            blocked("127.0.0.1", BlockedClass::Loopback)
+        );
+    }
+
+    #[test]
+    fn a_redacted_url_keeps_scheme_host_port_and_path_only() {
+        for (url, shown) in [
+            (
+                "https://merchant.example/hooks?token=abc#x",
+                "https://merchant.example/hooks",
+            ),
+            (
+                "https://user:pw@merchant.example/hooks",
+                "https://merchant.example/hooks",
+            ),
+            ("https://user@merchant.example/", "https://merchant.example/"),
+            (
+                "https://user:pw@merchant.example:8443/a/b?token=t&x=1#frag",
+                "https://merchant.example:8443/a/b",
+            ),
+            ("https://merchant.example:443/hooks", "https://merchant.example/hooks"),
+            ("http://127.0.0.1:3000/hook?key=s3cret", "http://127.0.0.1:3000/hook"),
+            ("https://[::1]:8443/hook?k=v", "https://[::1]:8443/hook"),
+            ("https://merchant.example", "https://merchant.example/"),
+            ("HTTPS://Bücher.Example/a b?q=ü", "https://xn--bcher-kva.example/a%20b"),
+            ("https://merchant.example/hooks?", "https://merchant.example/hooks"),
+            ("https://example.com@127.0.0.1/", "https://127.0.0.1/"),
+            ("mailto:someone@merchant.example?subject=s3cret", "mailto:"),
+            ("data:text/plain,s3cret", "data:"),
+            ("file:///etc/passwd", "file:///etc/passwd"),
+            ("not a url: user:pw@host?token=abc", UNPARSABLE_URL),
+            ("https://user:pw@[::1/?token=abc", UNPARSABLE_URL),
+            ("", UNPARSABLE_URL),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

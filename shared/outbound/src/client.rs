@@ -1,12 +1,13 @@
 //! The client: one per process and caller kind, shared by every request.
 
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, Response};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
-use webhooks_domain::UrlPolicy;
+use webhooks_domain::{UrlPolicy, redact_url};
 
 use crate::failure::Failure;
 use crate::resolver::{GuardedResolver, NameSource};
@@ -25,9 +26,22 @@ pub enum BodyLimit {
     SuccessUpTo(usize),
 }
 
-/// A URL the client's policy accepted: the only kind it sends requests to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A URL the client's policy accepted: the only kind it sends requests to. It shows
+/// (`Display` and `Debug`) as [`redact_url`] does: no userinfo, query or fragment.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CheckedUrl(Url);
+
+impl fmt::Display for CheckedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(self.0.as_str()))
+    }
+}
+
+impl fmt::Debug for CheckedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CheckedUrl").field(&format_args!("{self}")).finish()
+    }
+}
 
 /// A merchant's answer: any status.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
-use webhooks_storage::aws::{DynamoStore, SdkTimeouts, SqsQueue, sdk_config_from_env};
+use webhooks_storage::Keyring;
+use webhooks_storage::aws::{DynamoStore, SdkTimeouts, SqsQueue, kms_keyring, sdk_config_from_env};
 
 use crate::batch::BatchError;
 use crate::budget::Budget;
@@ -23,6 +24,16 @@ pub enum QueueName {
     Deliveries,
 }
 
+/// Whether a function opens the secrets at rest, which decides its keyring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretAccess {
+    /// It signs webhooks, calls merchants or shows secrets: it opens them with the KMS key
+    /// `WEBHOOKS_KMS_KEY_ID` (required), and its role holds kms:Decrypt.
+    Opens,
+    /// It never reads a secret (ingest, the scheduler): no key, and no KMS permission.
+    Never,
+}
+
 /// Settings, the SDK configuration and the store, built once per container.
 pub struct LambdaContext {
     /// The settings from the environment.
@@ -34,13 +45,19 @@ pub struct LambdaContext {
 }
 
 impl LambdaContext {
-    /// Reads the settings, installs logging, configures the SDK and connects to the table.
-    pub async fn start() -> anyhow::Result<Self> {
+    /// Reads the settings, installs logging, configures the SDK and connects to the table
+    /// with the keyring `access` calls for.
+    pub async fn start(access: SecretAccess) -> anyhow::Result<Self> {
         let settings = Settings::from_env(Environment::Lambda)?;
         init_logging(settings.log_format);
         let sdk = sdk_config_from_env(SdkTimeouts::INSIDE_LAMBDA).await;
         let table = Settings::required(&settings.table_name, "WEBHOOKS_TABLE_NAME")?;
-        let store = DynamoStore::connect(aws_sdk_dynamodb::Client::new(&sdk), table, settings.retention())
+        let keyring = match access {
+            SecretAccess::Opens => kms_keyring(&sdk, Settings::required(&settings.kms_key_id, "WEBHOOKS_KMS_KEY_ID")?),
+            SecretAccess::Never => Keyring::withheld(),
+        };
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let store = DynamoStore::connect(client, table, settings.retention(), keyring)
             .await
             .context("connect to the table")?;
         Ok(Self { settings, sdk, store })

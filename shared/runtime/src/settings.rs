@@ -47,6 +47,9 @@ pub struct Settings {
     pub deliveries_queue_url: Option<String>,
     /// The deliveries DLQ, where exhausted deliveries go (`WEBHOOKS_DELIVERIES_DLQ_URL`).
     pub deliveries_dlq_url: Option<String>,
+    /// The KMS key (id, ARN or alias) that wraps the data keys of sealed secrets
+    /// (`WEBHOOKS_KMS_KEY_ID`); only the functions that sign or call have it.
+    pub kms_key_id: Option<String>,
 }
 
 /// A setting that is missing or does not parse; names the variable.
@@ -131,6 +134,7 @@ impl Settings {
             events_dlq_url: get("WEBHOOKS_EVENTS_DLQ_URL"),
             deliveries_queue_url: get("WEBHOOKS_DELIVERIES_QUEUE_URL"),
             deliveries_dlq_url: get("WEBHOOKS_DELIVERIES_DLQ_URL"),
+            kms_key_id: get("WEBHOOKS_KMS_KEY_ID"),
         })
     }
 

@@ -15,12 +15,15 @@ mod error;
 pub mod page;
 pub mod ports;
 mod rules;
+mod sealed;
 
 pub use error::{Entity, StoreError};
 pub use page::{CursorCodec, Page, PageRequest};
 pub use ports::{
     AttemptRecorded, AuthCallbackStore, Backend, DeliveryLog, EventStore, HandOff, MerchantStore, OutgoingMessage,
-    ParkedRetries, ParkedTask, Queue, QueueReceiver, QueueSender, ReceivedMessage, Recorded, SubscriptionStore,
+    ParkedRetries, ParkedTask, Queue, QueueReceiver, QueueSender, ReceivedMessage, Recorded, RequestCounters,
+    SecretsAtRest, SubscriptionStore,
 };
 pub use rules::due_index::DUE_INDEX_SHARDS;
 pub use rules::retention::DEFAULT_RETENTION;
+pub use webhooks_keyring::{KEY_FILE_NAME, Keyring, KeyringStats, LocalKeys};

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use webhooks_domain::{
-    AuthCallbackConfig, DeliveryAttempt, DeliveryStatus, EventName, Merchant, PlatformEvent, Subscription,
+    AuthCallbackConfig, DeliveryAttempt, DeliveryStatus, EventName, Merchant, PlatformEvent, SigningSecrets,
+    Subscription,
 };
 
 use crate::StoreError;
@@ -38,26 +39,41 @@ pub trait MerchantStore: Send + Sync {
 
 /// Subscriptions, always within one merchant.
 pub trait SubscriptionStore: Send + Sync {
-    /// Stores a new subscription as given, version included ([`StoreError::Conflict`] if
-    /// its id exists).
-    fn create_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// One subscription of a merchant.
+    /// Stores a new subscription as given, version included, with its secrets sealed
+    /// ([`StoreError::Conflict`] if its id exists).
+    fn create_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One subscription of a merchant, without opening its secrets.
     fn get_subscription(
         &self,
         merchant_id: &str,
         subscription_id: &str,
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
+    /// One subscription of a merchant and its opened secrets: only for those that sign or
+    /// show them (the store's keyring must be able to open them).
+    fn get_subscription_with_secrets(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+    ) -> impl Future<Output = Result<Option<(Subscription, SigningSecrets)>, StoreError>> + Send;
     /// A merchant's subscriptions, oldest id first.
     fn list_subscriptions(
         &self,
         merchant_id: &str,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<Subscription>, StoreError>> + Send;
-    /// Replaces an existing subscription if it is still at `subscription.version`, the
-    /// version its caller read, and stores it one version on. Refused with
-    /// [`StoreError::VersionConflict`] if another write changed it since (read it again and
-    /// redo the change), and [`StoreError::NotFound`] if it is gone.
-    fn update_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces an existing subscription and its secrets (sealed again) if it is still at
+    /// `subscription.version`, the version its caller read, and stores it one version on.
+    /// Refused with [`StoreError::VersionConflict`] if another write changed it since (read
+    /// it again and redo the change), and [`StoreError::NotFound`] if it is gone.
+    fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes one; `false` when there was none.
     fn delete_subscription(
         &self,
@@ -144,12 +160,12 @@ pub trait DeliveryLog: Send + Sync {
 
 /// Each merchant's auth-callback configuration.
 pub trait AuthCallbackStore: Send + Sync {
-    /// The merchant's configuration, if any.
+    /// The merchant's configuration, if any, its credentials opened.
     fn get_auth_callback(
         &self,
         merchant_id: &str,
     ) -> impl Future<Output = Result<Option<AuthCallbackConfig>, StoreError>> + Send;
-    /// Creates or replaces it.
+    /// Creates or replaces it, its credentials sealed.
     fn put_auth_callback(
         &self,
         merchant_id: &str,
@@ -157,6 +173,15 @@ pub trait AuthCallbackStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes it; `false` when there was none.
     fn delete_auth_callback(&self, merchant_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The sealed secrets at rest, as a whole: re-sealing them under the key that seals now
+/// (`webhooks-admin rekey`, after a key change; it also seals what is still in clear).
+pub trait SecretsAtRest: Send + Sync {
+    /// Re-seals the secrets of one merchant's subscriptions and its auth-callback
+    /// configuration, each with a compare-and-swap of its stored document: an item changed
+    /// meanwhile is left as its writer sealed it. Returns how many items were re-sealed.
+    fn reseal_merchant(&self, merchant_id: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// A delivery task parked until it is due.
@@ -243,6 +268,24 @@ pub trait ParkedRetries: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ParkedTask>, StoreError>> + Send;
     /// Removes tasks that were moved to the queue; one already gone is no error.
     fn unpark(&self, tasks: &[ParkedTask]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Request counters in fixed windows, shared by every process serving the store, so that
+/// a rate limit counted here holds across all Lambda containers. What a key names, how
+/// long a window is and what count is too many is the caller's rule; the store only counts.
+pub trait RequestCounters: Send + Sync {
+    /// Adds one request to `key`'s counter for the window starting at `window_start_ms`,
+    /// atomically, and returns the count with this request included. The counter is kept
+    /// at least until `expires_at_ms` (the window's end), then deleted by the store's expiry.
+    fn count_request(
+        &self,
+        key: &str,
+        window_start_ms: i64,
+        expires_at_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// `key`'s count for the window starting at `window_start_ms`, without adding to it
+    /// (0 when nothing was counted).
+    fn request_count(&self, key: &str, window_start_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// A message to send.
@@ -337,10 +380,11 @@ impl<T: QueueSender + QueueReceiver> Queue for T {}
 
 /// Everything a whole stack needs from one backend.
 pub trait Backend:
-    MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries
+    MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries + RequestCounters
 {
 }
-impl<T: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries> Backend
-    for T
+impl<
+    T: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries + RequestCounters,
+> Backend for T
 {
 }

@@ -142,8 +142,9 @@ impl LambdaStack {
 }
 
 /// What a function needs to reach `aws`: dummy credentials, `AWS_ENDPOINT_URL` pointed at
-/// moto, and the `WEBHOOKS_*` table and queue settings.
-fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 8] {
+/// moto, and the `WEBHOOKS_*` table, queue and key settings (the key is ignored by the
+/// functions that never open a secret).
+fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 9] {
     [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -153,5 +154,6 @@ fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 8] {
         ("WEBHOOKS_EVENTS_DLQ_URL", &aws.queues.events_dlq),
         ("WEBHOOKS_DELIVERIES_QUEUE_URL", &aws.queues.deliveries),
         ("WEBHOOKS_DELIVERIES_DLQ_URL", &aws.queues.deliveries_dlq),
+        ("WEBHOOKS_KMS_KEY_ID", &aws.names.secrets_key),
     ]
 }

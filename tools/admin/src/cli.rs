@@ -4,13 +4,14 @@ use std::fmt;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use webhooks_domain::Redacted;
 
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "webhooks-admin",
     version,
-    about = "Operate a deployed webhooks stack: merchants, API keys, dead-letter queues."
+    about = "Operate a deployed webhooks stack: merchants, API keys, dead-letter queues, secrets at rest."
 )]
 pub struct Cli {
     /// Where the table and queues are.
@@ -42,6 +43,9 @@ pub struct ResourceArgs {
     /// The deliveries queue (ingest -> deliver, and retries).
     #[arg(long, env = "WEBHOOKS_DELIVERIES_QUEUE_URL", global = true, value_name = "URL")]
     pub deliveries_queue_url: Option<String>,
+    /// The KMS key (id, ARN or alias) that wraps the data keys of sealed secrets.
+    #[arg(long, env = "WEBHOOKS_KMS_KEY_ID", global = true, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
     /// The deliveries dead-letter queue.
     #[arg(long, env = "WEBHOOKS_DELIVERIES_DLQ_URL", global = true, value_name = "URL")]
     pub deliveries_dlq_url: Option<String>,
@@ -63,6 +67,9 @@ pub enum Command {
     /// Count and redrive the dead-letter queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Re-seal every secret at rest under the current KMS key (`--kms-key-id`, or the
+    /// stack's `alias/NAME-secrets`); also seals any an older version stored in clear.
+    Rekey,
 }
 
 /// `merchant ...`
@@ -79,7 +86,7 @@ pub enum MerchantCommand {
 }
 
 /// `key ...`
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum KeyCommand {
     /// Mint another API key for a merchant (e.g. to rotate: add, switch, revoke the old one).
     Add {
@@ -93,6 +100,16 @@ pub enum KeyCommand {
         #[arg(long)]
         key: String,
     },
+}
+
+/// Hides the key to revoke.
+impl fmt::Debug for KeyCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyCommand::Add { merchant } => f.debug_struct("Add").field("merchant", merchant).finish(),
+            KeyCommand::Revoke { .. } => f.debug_struct("Revoke").field("key", &Redacted).finish(),
+        }
+    }
 }
 
 /// `dlq ...`
@@ -161,6 +178,7 @@ mod tests {
         assert_eq!(cli.resources.stack.as_deref(), Some("webhooks-dev"));
         let cli = parse(&["--json", "key", "revoke", "--key", "whk_abc"]);
         assert!(cli.json);
+        assert!(!format!("{cli:?}").contains("whk_abc"), "{cli:?}");
         assert!(matches!(cli.command, Command::Key(KeyCommand::Revoke { key }) if key == "whk_abc"));
     }
 }

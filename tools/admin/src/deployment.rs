@@ -2,10 +2,11 @@
 //! or the stack name, and the adapters that reach them.
 
 use aws_config::SdkConfig;
-use webhooks_storage::DEFAULT_RETENTION;
 use webhooks_storage::aws::{
-    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, queue_urls, sdk_config_for_endpoint, sdk_config_from_env,
+    DynamoStore, ResourceNames, SdkTimeouts, SqsQueue, kms_keyring, queue_urls, sdk_config_for_endpoint,
+    sdk_config_from_env,
 };
+use webhooks_storage::{DEFAULT_RETENTION, Keyring};
 
 use crate::cli::{QueueKind, ResourceArgs};
 use crate::error::AdminError;
@@ -26,8 +27,31 @@ impl Deployment {
         Self { sdk, resources }
     }
 
-    /// The table from `--table` (or its variable), or else from the stack.
+    /// The table from `--table` (or its variable), or else from the stack, without a key:
+    /// for the commands that touch no secret.
     pub(crate) async fn store(&self) -> Result<DynamoStore, AdminError> {
+        self.store_with(Keyring::withheld()).await
+    }
+
+    /// The same table with the secrets' KMS key from `--kms-key-id` (or its variable), or
+    /// else the stack's `alias/NAME-secrets`.
+    pub(crate) async fn store_with_secrets_key(&self) -> Result<DynamoStore, AdminError> {
+        let r = &self.resources;
+        let key = match (&r.kms_key_id, &r.stack) {
+            (Some(key), _) => key.clone(),
+            (None, Some(stack)) => ResourceNames::with_prefix(stack).secrets_key,
+            (None, None) => {
+                return Err(AdminError::Missing {
+                    what: "KMS key of the secrets",
+                    flag: "kms-key-id",
+                    variable: "WEBHOOKS_KMS_KEY_ID",
+                });
+            }
+        };
+        self.store_with(kms_keyring(&self.sdk, key)).await
+    }
+
+    async fn store_with(&self, keyring: Keyring) -> Result<DynamoStore, AdminError> {
         let table = match (&self.resources.table, &self.resources.stack) {
             (Some(table), _) => table.clone(),
             (None, Some(stack)) => ResourceNames::with_prefix(stack).table,
@@ -40,7 +64,7 @@ impl Deployment {
             }
         };
         let client = aws_sdk_dynamodb::Client::new(&self.sdk);
-        Ok(DynamoStore::connect(client, table, DEFAULT_RETENTION).await?)
+        Ok(DynamoStore::connect(client, table, DEFAULT_RETENTION, keyring).await?)
     }
 
     /// The queue of `kind` and its DLQ, each from its flag or else from the stack.

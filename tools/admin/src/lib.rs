@@ -1,7 +1,8 @@
 //! `webhooks-admin`: the operator's CLI for a deployed stack (DESIGN §6).
 //!
-//! It mints merchants and their API keys in the table, revokes keys, lists merchants, and
-//! counts and redrives the dead-letter queues. Each operation is a plain async function over
+//! It mints merchants and their API keys in the table, revokes keys, lists merchants,
+//! counts and redrives the dead-letter queues, and re-seals every secret under the current
+//! KMS key (`rekey`). Each operation is a plain async function over
 //! the storage ports ([`MerchantStore`](webhooks_storage::MerchantStore), [`QueueReceiver`],
 //! [`QueueSender`](webhooks_storage::QueueSender)), so the tests drive the same code against
 //! moto; [`run`] only resolves the resources from flags, environment or the stack name and
@@ -18,6 +19,7 @@ mod error;
 mod keys;
 mod merchants;
 mod redrive;
+mod rekey;
 mod report;
 
 pub use cli::{Cli, Command, DlqCommand, KeyCommand, MerchantCommand, QueueKind, ResourceArgs};
@@ -25,6 +27,7 @@ pub use error::AdminError;
 pub use keys::{add_key, revoke_key};
 pub use merchants::{CreatedMerchant, MAX_NAME_CHARS, create_merchant, list_merchants};
 pub use redrive::redrive;
+pub use rekey::rekey;
 pub use report::Report;
 
 use webhooks_domain::SystemClock;
@@ -63,6 +66,10 @@ pub async fn run(cli: Cli) -> Result<Report, AdminError> {
                 queue,
                 moved: redrive(&dlq, &target, max).await?,
             }
+        }
+        Command::Rekey => {
+            let (merchants, resealed) = rekey(&deployment.store_with_secrets_key().await?).await?;
+            Report::Rekeyed { merchants, resealed }
         }
         Command::Dlq(DlqCommand::Count) => {
             let (_, events_dlq) = deployment.queues(QueueKind::Events).await?;

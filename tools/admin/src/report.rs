@@ -3,12 +3,13 @@
 use std::fmt;
 
 use serde::Serialize;
-use webhooks_domain::Merchant;
+use webhooks_domain::{Merchant, Redacted};
 
 use crate::cli::QueueKind;
 
-/// What a command did; printed as text or, with `--json`, as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a command did; printed as text or, with `--json`, as JSON. A new API key shows
+/// there, once; its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged, rename_all_fields = "camelCase")]
 pub enum Report {
     /// `merchant create`: the clear-text key, shown this once.
@@ -44,6 +45,13 @@ pub enum Report {
         /// Messages moved back.
         moved: usize,
     },
+    /// `rekey`.
+    Rekeyed {
+        /// Merchants gone through.
+        merchants: usize,
+        /// Items whose secrets were sealed again.
+        resealed: usize,
+    },
     /// `dlq count`.
     DlqCounts {
         /// Messages in the events DLQ.
@@ -51,6 +59,46 @@ pub enum Report {
         /// Messages in the deliveries DLQ.
         deliveries_dlq: usize,
     },
+}
+
+impl fmt::Debug for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Report::MerchantCreated { merchant_id, name, .. } => f
+                .debug_struct("MerchantCreated")
+                .field("merchant_id", merchant_id)
+                .field("name", name)
+                .field("api_key", &Redacted)
+                .finish(),
+            Report::Merchants { merchants } => f.debug_struct("Merchants").field("merchants", merchants).finish(),
+            Report::KeyAdded { merchant_id, .. } => f
+                .debug_struct("KeyAdded")
+                .field("merchant_id", merchant_id)
+                .field("api_key", &Redacted)
+                .finish(),
+            Report::KeyRevoked { merchant_id } => {
+                f.debug_struct("KeyRevoked").field("merchant_id", merchant_id).finish()
+            }
+            Report::Redriven { queue, moved } => f
+                .debug_struct("Redriven")
+                .field("queue", queue)
+                .field("moved", moved)
+                .finish(),
+            Report::Rekeyed { merchants, resealed } => f
+                .debug_struct("Rekeyed")
+                .field("merchants", merchants)
+                .field("resealed", resealed)
+                .finish(),
+            Report::DlqCounts {
+                events_dlq,
+                deliveries_dlq,
+            } => f
+                .debug_struct("DlqCounts")
+                .field("events_dlq", events_dlq)
+                .field("deliveries_dlq", deliveries_dlq)
+                .finish(),
+        }
+    }
 }
 
 impl fmt::Display for Report {
@@ -78,6 +126,12 @@ impl fmt::Display for Report {
             }
             Report::KeyRevoked { merchant_id } => writeln!(f, "revoked an API key of {merchant_id}"),
             Report::Redriven { queue, moved } => writeln!(f, "moved {moved} messages from {queue}-dlq to {queue}"),
+            Report::Rekeyed { merchants, resealed } => {
+                writeln!(
+                    f,
+                    "re-sealed {resealed} items of {merchants} merchants under the current key"
+                )
+            }
             Report::DlqCounts {
                 events_dlq,
                 deliveries_dlq,
@@ -124,5 +178,25 @@ mod tests {
             serde_json::to_value(&redriven).unwrap(),
             serde_json::json!({"queue": "events", "moved": 3})
         );
+    }
+
+    #[test]
+    fn a_reports_debug_hides_the_api_key() {
+        let key = "whk_0123456789abcdef-not-for-logs";
+        for report in [
+            Report::MerchantCreated {
+                merchant_id: "m_1".into(),
+                name: "Acme".into(),
+                api_key: key.into(),
+            },
+            Report::KeyAdded {
+                merchant_id: "m_1".into(),
+                api_key: key.into(),
+            },
+        ] {
+            let shown = format!("{report:?} {report:#?}");
+            assert!(!shown.contains(key), "{shown}");
+            assert!(shown.contains("m_1") && shown.contains("<redacted>"), "{shown}");
+        }
     }
 }

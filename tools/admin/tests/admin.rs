@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use webhooks_admin::{AdminError, Cli, Report, add_key, create_merchant, list_merchants, redrive, revoke_key, run};
 use webhooks_domain::{SystemClock, hash_api_key};
-use webhooks_storage::{MerchantStore, OutgoingMessage, QueueReceiver, QueueSender};
+use webhooks_storage::{MerchantStore, OutgoingMessage, QueueReceiver, QueueSender, SubscriptionStore};
 use webhooks_tests::moto::{MotoDeployment, STACK_NAME};
 
 /// Runs a command line against `aws` with `--endpoint-url` and `--stack` (and nothing from
@@ -247,4 +247,39 @@ async fn the_binary_mints_a_key_and_names_what_is_missing() {
     let output = admin(&["dlq", "redrive", "--queue", "events"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("WEBHOOKS_EVENTS_QUEUE_URL"));
+}
+
+#[tokio::test]
+async fn rekey_reseals_every_merchants_secrets_under_the_stacks_key() {
+    let aws = MotoDeployment::start().await;
+    let created = create_merchant(&aws.store, "Acme", &SystemClock).await.unwrap();
+    let merchant = created.merchant.id;
+    let subscription = webhooks_tests::fixtures::subscription(&merchant, "sub_1", "https://merchant.example/hook");
+    aws.store
+        .create_subscription(&subscription, &webhooks_tests::fixtures::secrets())
+        .await
+        .unwrap();
+    create_merchant(&aws.store, "Nothing stored", &SystemClock)
+        .await
+        .unwrap();
+
+    let report = run_on(&aws, &["rekey"]).await.unwrap();
+    assert_eq!(
+        report,
+        Report::Rekeyed {
+            merchants: 2,
+            resealed: 1
+        }
+    );
+    assert!(
+        report.to_string().contains("re-sealed 1 items of 2 merchants"),
+        "{report}"
+    );
+    let (_, secrets) = aws
+        .store
+        .get_subscription_with_secrets(&merchant, "sub_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secrets.current, webhooks_tests::fixtures::SECRET);
 }

@@ -1,12 +1,16 @@
 //! The auth-callback configuration (credentials write-only) and its test route, against a
 //! real merchant on 127.0.0.1.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
+use webhooks_auth_callback::{AuthCallback, AuthRequest};
 use webhooks_domain::AuthMethod;
 use webhooks_storage::AuthCallbackStore;
 use webhooks_tests::merchant::TestMerchant;
 
-use crate::support::{STRICT, TestApi, Transport, UNLIMITED, both_transports};
+use crate::support::{LOOPBACK, STRICT, TestApi, Transport, UNLIMITED, both_transports};
 
 both_transports!(
     config_is_stored_whole_and_shown_without_credentials,
@@ -14,6 +18,8 @@ both_transports!(
     config_is_validated_before_it_is_stored,
     timeout_ms_is_at_most_five_seconds,
     test_route_answers_the_decision_the_platform_would_get,
+    api_key_headers_the_platform_sets_or_that_steer_the_connection_are_refused,
+    a_put_leaves_decisions_cached_under_the_old_config_unused_and_a_delete_denies,
 );
 
 const URL: &str = "https://merchant.example.com/auth";
@@ -58,6 +64,7 @@ fn every_auth_type() -> Vec<(Value, Value, &'static [&'static str])> {
 
 async fn config_is_stored_whole_and_shown_without_credentials(t: Transport) {
     let api = TestApi::start(t).await;
+    let mut revisions = HashSet::new();
     for (auth, view, credentials) in every_auth_type() {
         let config = json!({ "url": URL, "auth": auth, "timeoutMs": 2000, "cacheTtlSeconds": 60 });
         let put = api
@@ -71,8 +78,11 @@ async fn config_is_stored_whole_and_shown_without_credentials(t: Transport) {
             assert!(!put.body.to_string().contains(credential));
             assert!(!got.body.to_string().contains(credential));
         }
-        let stored = api.store.get_auth_callback(&api.a.0).await.unwrap().unwrap();
-        assert_eq!(serde_json::to_value(&stored).unwrap(), config);
+        let mut stored = serde_json::to_value(api.store.get_auth_callback(&api.a.0).await.unwrap().unwrap()).unwrap();
+        let revision = stored.as_object_mut().unwrap().remove("revision").expect("a revision");
+        assert_eq!(stored, config);
+        assert!(!put.body.to_string().contains(revision.as_str().unwrap()));
+        assert!(revisions.insert(revision), "a new revision at every PUT");
     }
     let minimal = json!({ "url": URL, "auth": { "type": "bearer", "token": "t" } });
     let put = api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(minimal)).await;
@@ -186,6 +196,16 @@ async fn config_is_validated_before_it_is_stored(t: Transport) {
             with(json!({ "type": "api_key", "header": "X-Api-Key", "value": "ü" })),
             422,
             "invalid_value",
+        ),
+        (
+            with(json!({ "type": "api_key", "header": "host", "value": "v" })),
+            422,
+            "invalid_value",
+        ),
+        (
+            json!({ "url": URL, "auth": { "type": "none" }, "revision": "mine" }),
+            400,
+            "invalid_request",
         ),
         (
             with(
@@ -306,4 +326,95 @@ async fn test_route_answers_the_decision_the_platform_would_get(t: Transport) {
     ] {
         test(body).await.expect(status);
     }
+}
+
+async fn api_key_headers_the_platform_sets_or_that_steer_the_connection_are_refused(t: Transport) {
+    let api = TestApi::start(t).await;
+    let put = |header: &str| {
+        let auth = json!({ "type": "api_key", "header": header, "value": "key-123" });
+        api.call(
+            api.key_a(),
+            "PUT",
+            "/v1/auth-callback",
+            Some(json!({ "url": URL, "auth": auth })),
+        )
+    };
+    for (header, message) in [
+        (
+            "Host",
+            "auth.header must not be host: the platform's HTTP client sets it or it controls the connection",
+        ),
+        (
+            "transfer-encoding",
+            "auth.header must not be transfer-encoding: the platform's HTTP client sets it or it controls the connection",
+        ),
+        (
+            "authorization",
+            "auth.header must not be authorization: use the auth type bearer, basic or \
+             oauth2_client_credentials, which set that header",
+        ),
+        (
+            "Webhook-Signature",
+            "auth.header must not be webhook-signature: webhook-* headers carry our signatures (auth type hmac)",
+        ),
+        (
+            "x api key",
+            r#"auth.header must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), not "x api key""#,
+        ),
+    ] {
+        let reply = put(header).await;
+        reply.expect(422);
+        assert_eq!(reply.code(), "invalid_value", "{header}");
+        assert_eq!(reply.body["error"]["message"], message, "{header}");
+    }
+    assert_eq!(api.store.get_auth_callback(&api.a.0).await.unwrap(), None);
+    for header in ["X-Api-Key", "cookie", "x-webhook-key"] {
+        assert_eq!(put(header).await.expect(200)["auth"]["header"], header);
+    }
+}
+
+/// The API and the auth-callback function run in different processes and share only the
+/// store: a `PUT` must still make the function stop reusing the old configuration's allows.
+async fn a_put_leaves_decisions_cached_under_the_old_config_unused_and_a_delete_denies(t: Transport) {
+    let api = TestApi::start(t).await;
+    let function = AuthCallback::new(
+        api.store.clone(),
+        LOOPBACK,
+        std::time::Duration::from_secs(3),
+        Arc::clone(&api.clock) as _,
+    )
+    .expect("the auth-callback function");
+    let ask = || {
+        function.decide(AuthRequest {
+            merchant_id: api.a.0.clone(),
+            email: "alice@example.com".into(),
+            action: "buy".into(),
+        })
+    };
+    let merchant = TestMerchant::start().await;
+    let config = json!({ "url": merchant.url("/ok"), "auth": { "type": "none" }, "cacheTtlSeconds": 600 });
+    let put = || api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(config.clone()));
+
+    put().await.expect(200);
+    let first = ask().await;
+    assert!(first.allowed && !first.cached, "{first:?}");
+    assert!(ask().await.cached);
+    assert_eq!(merchant.requests_to("/ok").len(), 1);
+
+    // The same configuration again: a new revision all the same.
+    put().await.expect(200);
+    let after_put = ask().await;
+    assert!(after_put.allowed && !after_put.cached, "{after_put:?}");
+    assert_eq!(merchant.requests_to("/ok").len(), 2, "the merchant is asked again");
+    assert!(ask().await.cached);
+
+    api.call(api.key_a(), "DELETE", "/v1/auth-callback", None)
+        .await
+        .expect(204);
+    let after_delete = ask().await;
+    assert_eq!(
+        (after_delete.allowed, after_delete.reason.as_str(), after_delete.cached),
+        (false, "no_callback_configured", false)
+    );
+    assert_eq!(merchant.requests_to("/ok").len(), 2);
 }

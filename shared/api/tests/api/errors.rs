@@ -87,8 +87,8 @@ async fn unknown_routes_are_404_and_other_methods_405(t: Transport) {
 
 async fn a_merchant_over_its_rate_limit_gets_429_and_others_do_not(t: Transport) {
     let limit = RateLimit {
-        per_second: 0.01,
-        burst: 3.0,
+        requests: 3,
+        window_secs: 100,
     };
     let api = TestApi::start_with(t, LOOPBACK, limit).await;
     for _ in 0..3 {

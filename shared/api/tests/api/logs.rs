@@ -1,6 +1,6 @@
-//! No log line ever holds a secret, an API key or an auth-callback credential: a whole
-//! scenario runs with every log line captured as Lambda writes them (JSON), then the
-//! capture is searched for each of them.
+//! No log line ever holds a secret, an API key, an auth-callback credential or a URL's
+//! query string: a whole scenario runs with every log line captured as Lambda writes them
+//! (JSON), then the capture is searched for each of them.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -49,12 +49,15 @@ async fn no_log_line_holds_a_secret_an_api_key_or_a_credential() {
 
     let api = TestApi::start(Transport::Router).await;
     let merchant = TestMerchant::start().await;
-    let mut never_logged: Vec<String> = vec![api.a.1.clone(), api.b.1.clone()];
+    // A credential in the query string of the webhook and auth-callback URLs.
+    let query_token = secret("query");
+    let hook = merchant.url(&format!("/ok?token={query_token}"));
+    let mut never_logged: Vec<String> = vec![api.a.1.clone(), api.b.1.clone(), query_token];
 
     // Subscriptions: a chosen secret, a generated one, a rotated one, each revealed.
     let chosen = secret("chosen");
     let created = api
-        .subscribe(api.key_a(), json!({ "url": merchant.url("/ok"), "secret": chosen }))
+        .subscribe(api.key_a(), json!({ "url": hook, "secret": chosen }))
         .await;
     let generated = api.subscribe(api.key_a(), json!({ "url": merchant.url("/ok") })).await;
     let id = created["id"].as_str().unwrap();
@@ -154,7 +157,7 @@ async fn no_log_line_holds_a_secret_an_api_key_or_a_credential() {
         ]
     };
     for (auth, credential) in credentials {
-        let config = json!({ "url": merchant.url("/ok"), "auth": auth });
+        let config = json!({ "url": hook, "auth": auth });
         api.call(api.key_a(), "PUT", "/v1/auth-callback", Some(config))
             .await
             .expect(200);
@@ -173,6 +176,11 @@ async fn no_log_line_holds_a_secret_an_api_key_or_a_credential() {
     assert!(logs.contains("merchant api request"), "the capture works:\n{logs}");
     assert!(logs.contains(&api.a.0), "requests are logged with the merchant id");
     assert!(logs.contains("auth decision") && logs.contains("delivery attempt"));
+    let shown = format!("\"url\":\"{}\"", merchant.url("/ok"));
+    assert!(
+        logs.contains(&shown),
+        "the attempt shows the URL without its query:\n{logs}"
+    );
     for line in logs.lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         for secret in &never_logged {

@@ -1,7 +1,8 @@
 //! The merchant API through real HTTP requests, on the embedded backend: route by route
 //! (each behaviour test runs twice, straight through the router and through `lambda_http`
 //! as an API Gateway v2 event), tenant isolation, the route table against openapi.yaml,
-//! and the logs of a whole scenario searched for secrets.
+//! rate limits shared by two instances over one store, and the logs of a whole scenario
+//! searched for secrets.
 
 mod auth_callback;
 mod deliveries;
@@ -9,6 +10,7 @@ mod errors;
 mod fuzz;
 mod isolation;
 mod logs;
+mod shared_limits;
 mod spec;
 mod ssrf;
 mod subscriptions;

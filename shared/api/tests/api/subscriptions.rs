@@ -58,8 +58,13 @@ async fn create_shows_the_secret_and_defaults_to_all_events(t: Transport) {
         created["standardWebhooksSecret"],
         format!("whsec_{}", B64.encode(secret))
     );
-    let stored = api.store.get_subscription(&api.a.0, id).await.unwrap().unwrap();
-    assert_eq!(stored.secrets.current, secret);
+    let (stored, secrets) = api
+        .store
+        .get_subscription_with_secrets(&api.a.0, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secrets.current, secret);
     assert_eq!(stored.merchant_id, api.a.0);
 }
 
@@ -474,9 +479,14 @@ async fn rotation_keeps_the_old_secret_signing_headers_for_a_day(t: Transport) {
         .call(api.key_a(), "GET", &format!("/v1/subscriptions/{id}/secret"), None)
         .await;
     assert_eq!(secret.expect(200)["secret"], new_secret);
-    let stored = api.store.get_subscription(&api.a.0, id).await.unwrap().unwrap();
-    assert_eq!(stored.secrets.active(now), vec![new_secret, "first-secret-0123456789"]);
-    assert_eq!(stored.secrets.active(expires), vec![new_secret]);
+    let (stored, secrets) = api
+        .store
+        .get_subscription_with_secrets(&api.a.0, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secrets.active(now), vec![new_secret, "first-secret-0123456789"]);
+    assert_eq!(secrets.active(expires), vec![new_secret]);
     assert_eq!(stored.updated_at, now);
 }
 
@@ -516,8 +526,13 @@ async fn a_patch_racing_a_rotation_keeps_both_changes() {
         let got = api.call(api.key_a(), "GET", &uri, None).await;
         assert_eq!(got.expect(200)["description"], description, "round {round}");
         assert_eq!(got.body["enabled"], false, "round {round}");
-        let stored = api.store.get_subscription(&api.a.0, id).await.unwrap().unwrap();
-        let previous = stored.secrets.previous.expect("the rotation kept the first secret");
+        let (stored, secrets) = api
+            .store
+            .get_subscription_with_secrets(&api.a.0, id)
+            .await
+            .unwrap()
+            .unwrap();
+        let previous = secrets.previous.expect("the rotation kept the first secret");
         assert_eq!(previous.secret, first_secret, "round {round}");
         assert_eq!(
             stored.version, 2,

@@ -1,12 +1,15 @@
 //! The harness: the merchant API over an embedded store in a temporary directory, two
-//! merchants, and requests sent either straight to the router or through `lambda_http`
-//! as API Gateway HTTP API (payload v2) events.
+//! merchants, and requests sent either straight to the router (from a peer address, as the
+//! local server passes it) or through `lambda_http` as API Gateway HTTP API (payload v2)
+//! events (from their `sourceIp`).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -34,9 +37,11 @@ pub const STRICT: UrlPolicy = UrlPolicy {
 };
 /// No limit worth the name, for tests that are not about it.
 pub const UNLIMITED: RateLimit = RateLimit {
-    per_second: 1e9,
-    burst: 1e9,
+    requests: u64::MAX,
+    window_secs: 1,
 };
+/// The address requests come from unless a test says otherwise.
+pub const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
 
 /// How requests reach the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +117,7 @@ pub struct TestApi {
     pub b: (String, String),
     router: Router,
     transport: Transport,
+    policy: UrlPolicy,
     dir: TempDir,
 }
 
@@ -121,27 +127,44 @@ impl TestApi {
         Self::start_with(transport, LOOPBACK, UNLIMITED).await
     }
 
-    /// The API with this URL policy and rate limit.
+    /// The API with this URL policy and per-merchant rate limit (and no limit of bad keys).
     pub async fn start_with(transport: Transport, policy: UrlPolicy, limit: RateLimit) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = EmbeddedStore::open(&dir.path().join("store.sqlite3")).expect("open the store");
         let deliveries = store.queue("deliveries", QueueSettings::default());
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
-        let auth = AuthCallback::new(store.clone(), policy, std::time::Duration::from_secs(3), clock.clone())
-            .expect("auth callback");
-        let api = Api::new(store.clone(), deliveries.clone(), policy, auth, clock.clone()).with_rate_limit(limit);
         let a = add_merchant(&store, "A").await;
         let b = add_merchant(&store, "B").await;
-        Self {
-            router: router(Arc::new(api)),
+        let mut api = Self {
+            router: Router::new(),
             store,
             deliveries,
             clock,
             a,
             b,
             transport,
+            policy,
             dir,
-        }
+        };
+        api.router = api.instance(limit, UNLIMITED);
+        api
+    }
+
+    /// Another instance of the API over the same store, queue and clock, with these limits
+    /// (per merchant, and of bad-key requests per source): what another Lambda container serves.
+    pub fn instance(&self, per_merchant: RateLimit, bad_key_per_source: RateLimit) -> Router {
+        let clock = self.clock.clone();
+        let auth = AuthCallback::new(
+            self.store.clone(),
+            self.policy,
+            std::time::Duration::from_secs(3),
+            clock.clone(),
+        )
+        .expect("auth callback");
+        let api = Api::new(self.store.clone(), self.deliveries.clone(), self.policy, auth, clock)
+            .with_rate_limit(per_merchant)
+            .with_bad_key_limit(bad_key_per_source);
+        router(Arc::new(api))
     }
 
     /// The router itself, for requests built by hand.
@@ -174,91 +197,31 @@ impl TestApi {
 
     /// Sends a request exactly as given.
     pub async fn raw(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
-        match self.transport {
-            Transport::Router => self.via_router(method, uri, headers, body).await,
-            Transport::Lambda => self.via_lambda(method, uri, headers, body).await,
-        }
+        self.send_to(&self.router, CLIENT, method, uri, headers, body).await
     }
 
-    async fn via_router(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Body::from(body.unwrap_or_default())).expect("a request");
-        let response = self.router.clone().oneshot(request).await.expect("infallible");
-        let (parts, body) = response.into_parts();
-        let bytes = to_bytes(body, usize::MAX).await.expect("the body");
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: json_or_null(&bytes),
-        }
-    }
-
-    /// Builds the API Gateway v2 event a client's request becomes (body base64-encoded, as
-    /// API Gateway does for payloads it does not take for text), runs it through the
-    /// adapter `lambda_http::run` uses, and reads the Lambda response back.
-    async fn via_lambda(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
-        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-        let mut header_map = serde_json::Map::new();
-        header_map.insert("host".into(), "abc123.execute-api.eu-west-1.amazonaws.com".into());
-        header_map.insert("x-forwarded-proto".into(), "https".into());
-        for (name, value) in headers {
-            header_map.insert(name.to_ascii_lowercase(), (*value).into());
-        }
-        let mut event = json!({
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": path,
-            "rawQueryString": query,
-            "headers": header_map,
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "abc123",
-                "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
-                "domainPrefix": "abc123",
-                "http": {
-                    "method": method,
-                    "path": path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "203.0.113.7",
-                    "userAgent": "merchant-sdk/1.0"
-                },
-                "requestId": "JKJaXmPLvHcESHA=",
-                "routeKey": "$default",
-                "stage": "$default",
-                "time": "27/Nov/2026:05:00:00 +0000",
-                "timeEpoch": 1_795_755_600_000_u64
-            },
-            "isBase64Encoded": body.is_some()
-        });
-        if let Some(body) = body {
-            event["body"] = B64.encode(body).into();
-        }
-        let request: LambdaRequest = serde_json::from_value(event).expect("an API Gateway v2 event");
-        let response = Adapter::from(self.router.clone())
-            .oneshot(LambdaEvent::new(request, Context::default()))
-            .await
-            .expect("the adapter answers");
-        let response = serde_json::to_value(response).expect("the Lambda response serializes");
-        let mut headers = HeaderMap::new();
-        for (name, value) in response["headers"].as_object().into_iter().flatten() {
-            headers.insert(
-                HeaderName::try_from(name.as_str()).expect("a header name"),
-                HeaderValue::from_str(value.as_str().unwrap_or_default()).expect("a header value"),
-            );
-        }
-        let text = response["body"].as_str().unwrap_or_default();
-        let bytes = match response["isBase64Encoded"].as_bool() {
-            Some(true) => B64.decode(text).expect("base64 body"),
-            _ => text.as_bytes().to_vec(),
-        };
-        let status = response["statusCode"].as_u64().expect("statusCode");
-        Reply {
-            status: StatusCode::from_u16(u16::try_from(status).expect("a status")).expect("a status"),
+    /// Sends a request exactly as given, from `source`, to `router` (this API's, or
+    /// another [`TestApi::instance`]).
+    pub async fn send_to(
+        &self,
+        router: &Router,
+        source: IpAddr,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let request = Sent {
+            router,
+            source,
+            method,
+            uri,
             headers,
-            body: json_or_null(&bytes),
+            body,
+        };
+        match self.transport {
+            Transport::Router => request.via_router().await,
+            Transport::Lambda => request.via_lambda().await,
         }
     }
 
@@ -283,6 +246,115 @@ impl TestApi {
             self.deliveries.delete(&message.receipt_handle).await.expect("delete");
         }
         tasks
+    }
+}
+
+/// A request on its way to a router.
+struct Sent<'a> {
+    router: &'a Router,
+    source: IpAddr,
+    method: &'a str,
+    uri: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: Option<Vec<u8>>,
+}
+
+impl Sent<'_> {
+    /// Sends the request straight to the router, from `source` as the local server's
+    /// `ConnectInfo` gives it.
+    async fn via_router(self) -> Reply {
+        let mut request = Request::builder().method(self.method).uri(self.uri);
+        for (name, value) in self.headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request
+            .body(Body::from(self.body.unwrap_or_default()))
+            .expect("a request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(self.source, 50_000)));
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        let bytes = to_bytes(body, usize::MAX).await.expect("the body");
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: json_or_null(&bytes),
+        }
+    }
+
+    /// Builds the API Gateway v2 event a client's request becomes (body base64-encoded, as
+    /// API Gateway does for payloads it does not take for text), runs it through the
+    /// adapter `lambda_http::run` uses, and reads the Lambda response back.
+    async fn via_lambda(self) -> Reply {
+        let Self {
+            router,
+            source,
+            method,
+            uri,
+            headers,
+            body,
+        } = self;
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let mut header_map = serde_json::Map::new();
+        header_map.insert("host".into(), "abc123.execute-api.eu-west-1.amazonaws.com".into());
+        header_map.insert("x-forwarded-proto".into(), "https".into());
+        for (name, value) in headers {
+            header_map.insert(name.to_ascii_lowercase(), (*value).into());
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": header_map,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abc123",
+                "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                "domainPrefix": "abc123",
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source.to_string(),
+                    "userAgent": "merchant-sdk/1.0"
+                },
+                "requestId": "JKJaXmPLvHcESHA=",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "27/Nov/2026:05:00:00 +0000",
+                "timeEpoch": 1_795_755_600_000_u64
+            },
+            "isBase64Encoded": body.is_some()
+        });
+        if let Some(body) = body {
+            event["body"] = B64.encode(body).into();
+        }
+        let request: LambdaRequest = serde_json::from_value(event).expect("an API Gateway v2 event");
+        let response = Adapter::from(router.clone())
+            .oneshot(LambdaEvent::new(request, Context::default()))
+            .await
+            .expect("the adapter answers");
+        let response = serde_json::to_value(response).expect("the Lambda response serializes");
+        let mut headers = HeaderMap::new();
+        for (name, value) in response["headers"].as_object().into_iter().flatten() {
+            headers.insert(
+                HeaderName::try_from(name.as_str()).expect("a header name"),
+                HeaderValue::from_str(value.as_str().unwrap_or_default()).expect("a header value"),
+            );
+        }
+        let text = response["body"].as_str().unwrap_or_default();
+        let bytes = match response["isBase64Encoded"].as_bool() {
+            Some(true) => B64.decode(text).expect("base64 body"),
+            _ => text.as_bytes().to_vec(),
+        };
+        let status = response["statusCode"].as_u64().expect("statusCode");
+        Reply {
+            status: StatusCode::from_u16(u16::try_from(status).expect("a status")).expect("a status"),
+            headers,
+            body: json_or_null(&bytes),
+        }
     }
 }
 

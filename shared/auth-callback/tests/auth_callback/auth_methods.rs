@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 use webhooks_domain::AuthMethod;
 use webhooks_signing::standard::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, standard_webhooks_secret};
+use webhooks_storage::AuthCallbackStore;
 
 use crate::support::{MerchantServer, Platform, Seen, answer, assert_allowed, assert_denied, callback};
 
@@ -88,7 +89,7 @@ async fn api_key_sends_the_value_in_the_named_header() {
 }
 
 #[tokio::test]
-async fn an_api_key_that_cannot_be_a_header_is_a_request_error_and_nothing_is_sent() {
+async fn an_api_key_that_cannot_be_a_header_or_names_a_reserved_one_is_a_request_error_and_nothing_is_sent() {
     let platform = Platform::new();
     let merchant = MerchantServer::answering(200, "true").await;
     let bad_name = AuthMethod::ApiKey {
@@ -99,7 +100,12 @@ async fn an_api_key_that_cannot_be_a_header_is_a_request_error_and_nothing_is_se
         header: "x-api-key".into(),
         value: "line\nbreak".into(),
     };
-    for auth in [bad_name, bad_value] {
+    // Stored before the API refused these names: refused when sent, too.
+    let reserved = ["Host", "content-length", "authorization", "webhook-signature"].map(|name| AuthMethod::ApiKey {
+        header: name.into(),
+        value: "key".into(),
+    });
+    for auth in [bad_name, bad_value].into_iter().chain(reserved) {
         let id = platform.merchant(Some(callback(merchant.url("/auth"), auth))).await;
         assert_denied(&platform.ask(&id, "ann@example.com").await, "request_error");
     }
@@ -229,6 +235,43 @@ async fn oauth2_token_is_fetched_once_for_many_decisions_and_once_per_merchant()
 
     assert_allowed(&platform.ask(&second, "ann@example.com").await);
     assert_eq!(merchant.hits("/token"), 2, "tokens are not shared between merchants");
+}
+
+#[tokio::test]
+async fn oauth2_a_changed_client_secret_or_scope_fetches_a_new_token() {
+    let platform = Platform::new();
+    let merchant = MerchantServer::start(oauth_merchant(Arc::new(AtomicUsize::new(1)), 3600)).await;
+    let with = |client_secret: &str, scope: Option<&str>| {
+        let auth = AuthMethod::Oauth2ClientCredentials {
+            token_url: merchant.url("/token"),
+            client_id: "platform-client".into(),
+            client_secret: client_secret.into(),
+            scope: scope.map(Into::into),
+        };
+        callback(merchant.url("/auth"), auth)
+    };
+    let id = platform.merchant(Some(with("secret-1", None))).await;
+    let token_requests = || {
+        let seen = merchant.seen().into_iter().filter(|seen| seen.path == "/token");
+        seen.map(|seen| url::form_urlencoded::parse(&seen.body).into_owned().collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+
+    for (config, fetches) in [
+        (with("secret-1", None), 1),
+        (with("secret-2", None), 2),
+        (with("secret-2", Some("auth:check")), 3),
+        (with("secret-2", Some("auth:check admin")), 4),
+        (with("secret-1", None), 4),
+    ] {
+        platform.store.put_auth_callback(&id, &config).await.expect("put");
+        assert_allowed(&platform.ask(&id, "ann@example.com").await);
+        assert_eq!(token_requests().len(), fetches, "{:?}", config.auth);
+    }
+    let last = token_requests().pop().expect("a token request");
+    let sent = |name: &str| last.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    assert_eq!(sent("client_secret").as_deref(), Some("secret-2"));
+    assert_eq!(sent("scope").as_deref(), Some("auth:check admin"));
 }
 
 #[tokio::test]

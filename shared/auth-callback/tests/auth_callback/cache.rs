@@ -1,6 +1,7 @@
 //! The per-merchant decision cache: positive decisions only, for `cacheTtlSeconds`.
 
 use webhooks_domain::{AuthCallbackConfig, AuthMethod};
+use webhooks_storage::AuthCallbackStore;
 
 use crate::support::{MerchantServer, Platform, assert_allowed, assert_denied, callback};
 
@@ -74,7 +75,6 @@ async fn a_configuration_change_takes_effect_at_once() {
     let id = platform.merchant(Some(cached_for(merchant.url("/auth"), 60))).await;
     assert_allowed(&platform.ask(&id, "ann@example.com").await);
 
-    use webhooks_storage::AuthCallbackStore;
     platform
         .store
         .put_auth_callback(&id, &cached_for(merchant.url("/auth"), 0))
@@ -84,6 +84,45 @@ async fn a_configuration_change_takes_effect_at_once() {
     platform.store.delete_auth_callback(&id).await.expect("delete");
     assert_denied(&platform.ask(&id, "ann@example.com").await, "no_callback_configured");
     assert_eq!(merchant.hits("/auth"), 2);
+}
+
+#[tokio::test]
+async fn a_new_revision_of_the_configuration_asks_the_merchant_again() {
+    let platform = Platform::new();
+    let merchant = MerchantServer::answering(200, "true").await;
+    let config = cached_for(merchant.url("/auth"), 60);
+    let id = platform.merchant(Some(config.clone())).await;
+    assert_allowed(&platform.ask(&id, "ann@example.com").await);
+    assert!(platform.ask(&id, "ann@example.com").await.cached);
+
+    // The API's process replaces the configuration: same settings, a new revision.
+    let replaced = AuthCallbackConfig {
+        revision: "rev-2".into(),
+        ..config
+    };
+    platform.store.put_auth_callback(&id, &replaced).await.expect("put");
+    assert_allowed(&platform.ask(&id, "ann@example.com").await);
+    assert_eq!(merchant.hits("/auth"), 2, "the allow of rev-1 is not reused");
+    assert!(
+        platform.ask(&id, "ann@example.com").await.cached,
+        "rev-2's own allow is"
+    );
+    assert_eq!(merchant.hits("/auth"), 2);
+}
+
+#[tokio::test]
+async fn after_a_delete_the_decision_is_denied_not_served_from_the_cache() {
+    let platform = Platform::new();
+    let merchant = MerchantServer::answering(200, "true").await;
+    let id = platform.merchant(Some(cached_for(merchant.url("/auth"), 60))).await;
+    assert_allowed(&platform.ask(&id, "ann@example.com").await);
+    assert!(platform.ask(&id, "ann@example.com").await.cached);
+
+    platform.store.delete_auth_callback(&id).await.expect("delete");
+    for _ in 0..2 {
+        assert_denied(&platform.ask(&id, "ann@example.com").await, "no_callback_configured");
+    }
+    assert_eq!(merchant.hits("/auth"), 1);
 }
 
 #[tokio::test]

@@ -82,12 +82,12 @@ impl Platform {
         }
     }
 
-    /// A new merchant, with this auth callback if any; returns its id.
     /// A merchant whose callback, without authentication, is `url`; its id.
     pub async fn merchant_calling(&self, url: String) -> String {
         self.merchant(Some(callback(url, AuthMethod::None))).await
     }
 
+    /// A new merchant, with this auth callback if any; returns its id.
     pub async fn merchant(&self, config: Option<AuthCallbackConfig>) -> String {
         let merchant = Merchant {
             id: Merchant::new_id(),
@@ -125,13 +125,14 @@ impl Platform {
     }
 }
 
-/// A callback configuration with no timeout or cache of its own.
+/// A callback configuration with no timeout or cache of its own, at revision `rev-1`.
 pub fn callback(url: impl Into<String>, auth: AuthMethod) -> AuthCallbackConfig {
     AuthCallbackConfig {
         url: url.into(),
         auth,
         timeout_ms: None,
         cache_ttl_seconds: None,
+        revision: "rev-1".into(),
     }
 }
 

@@ -2,9 +2,11 @@
 //! and SQS queues ([`SqsQueue`]).
 
 mod dynamo;
+mod kms;
 mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use kms::kms_keyring;
 pub use sqs::{SqsQueue, create_queue_with_dlq};
 
 use std::time::Duration;
@@ -109,16 +111,19 @@ pub struct ResourceNames {
     pub events_queue: String,
     /// The deliveries queue (ingest -> deliver, and retries).
     pub deliveries_queue: String,
+    /// The alias of the KMS key that wraps the data keys of sealed secrets.
+    pub secrets_key: String,
 }
 
 impl ResourceNames {
-    /// Names with a common prefix: `{prefix}-table`, `{prefix}-events`, `{prefix}-deliveries`;
-    /// each queue's DLQ is its name with `-dlq`.
+    /// Names with a common prefix: `{prefix}-table`, `{prefix}-events`, `{prefix}-deliveries`,
+    /// `alias/{prefix}-secrets`; each queue's DLQ is its name with `-dlq`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             table: format!("{prefix}-table"),
             events_queue: format!("{prefix}-events"),
             deliveries_queue: format!("{prefix}-deliveries"),
+            secrets_key: format!("alias/{prefix}-secrets"),
         }
     }
 }
@@ -136,11 +141,12 @@ pub struct QueueUrls {
     pub deliveries_dlq: String,
 }
 
-/// Creates the table (on-demand, TTL on `expiresAt`) and both queues with their DLQs and
-/// redrive policies ([`EVENTS_MAX_RECEIVE_COUNT`], [`DELIVERIES_MAX_RECEIVE_COUNT`]), as
-/// template.yaml does in a real deployment. Existing ones are reused.
+/// Creates the table (on-demand, TTL on `expiresAt`), both queues with their DLQs and
+/// redrive policies ([`EVENTS_MAX_RECEIVE_COUNT`], [`DELIVERIES_MAX_RECEIVE_COUNT`]) and
+/// the secrets' KMS key, as template.yaml does in a real deployment. Existing ones are reused.
 pub async fn create_resources(config: &SdkConfig, names: &ResourceNames) -> Result<QueueUrls, StoreError> {
     dynamo::create_table(&aws_sdk_dynamodb::Client::new(config), &names.table).await?;
+    kms::create_secrets_key(config, &names.secrets_key).await?;
     let sqs = aws_sdk_sqs::Client::new(config);
     let (events, events_dlq) = sqs::create_queue_with_dlq(&sqs, &names.events_queue, EVENTS_MAX_RECEIVE_COUNT).await?;
     let (deliveries, deliveries_dlq) =

@@ -84,13 +84,22 @@ impl Db {
         sql: &str,
         params: impl Params,
     ) -> Result<Option<T>, StoreError> {
-        let json: Option<String> = self.call(op, |conn| {
+        self.fetch_text(op, sql, params)?.as_deref().map(from_json).transpose()
+    }
+
+    /// The text in the first column of the row `sql` finds, if any.
+    pub(super) fn fetch_text(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: impl Params,
+    ) -> Result<Option<String>, StoreError> {
+        self.call(op, |conn| {
             Ok(conn
                 .prepare_cached(sql)?
                 .query_row(params, |row| row.get(0))
                 .optional()?)
-        })?;
-        json.as_deref().map(from_json).transpose()
+        })
     }
 
     /// One page of a listing. `sql` selects `(sort key, json)` rows with `?1` the position

@@ -15,8 +15,10 @@ mod events;
 mod merchants;
 mod parked_retries;
 mod queue;
+mod request_counters;
 mod retention;
 mod schema;
+mod secrets_at_rest;
 mod subscriptions;
 
 use std::path::Path;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use webhooks_keyring::{KEY_FILE_NAME, Keyring, LocalKeys};
 
 pub use queue::{EmbeddedQueue, MAX_RECEIVE_REASON, POLL_INTERVAL, QueueSettings};
 
@@ -35,12 +38,27 @@ use crate::{DEFAULT_RETENTION, StoreError};
 pub struct EmbeddedStore {
     db: Arc<Db>,
     retention: Duration,
+    keyring: Keyring,
 }
 
 impl EmbeddedStore {
     /// Opens (creating the file, its directory and the schema if need be) the store at
-    /// `path`, keeping what it writes for [`DEFAULT_RETENTION`]. Blocking: call it at startup.
+    /// `path`, keeping what it writes for [`DEFAULT_RETENTION`]. Secrets are sealed under
+    /// the key file [`KEY_FILE_NAME`] beside it (created, mode 0600, on first start).
+    /// Blocking: call it at startup.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::backend("sqlite.open", error))?;
+        let keys = LocalKeys::load_or_create(&dir.join(KEY_FILE_NAME))
+            .map_err(|error| StoreError::backend("keyring.open", error))?;
+        Self::open_with_keyring(path, Keyring::local(keys))
+    }
+
+    /// Opens the store at `path` as [`EmbeddedStore::open`] does, sealing secrets with `keyring`.
+    pub fn open_with_keyring(path: &Path, keyring: Keyring) -> Result<Self, StoreError> {
         const OP: &str = "sqlite.open";
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|error| StoreError::backend(OP, error))?;
@@ -50,6 +68,7 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(Db::new(conn, cursor_key)),
             retention: DEFAULT_RETENTION,
+            keyring,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Retention in the embedded store: events, attempts and delivery statuses carry
 //! `expires_at_ms` (`rules::retention`), the instant DynamoDB's TTL attribute holds, and
-//! [`EmbeddedStore::purge_expired`] deletes what has expired, as DynamoDB's TTL does.
+//! [`EmbeddedStore::purge_expired`] deletes what has expired, as DynamoDB's TTL does; so
+//! does it with request counters, which expire when their window ends.
 
 use super::EmbeddedStore;
 use super::connection::write_tx;
@@ -9,10 +10,11 @@ use crate::rules::retention::{expires_at_ms, retention_days};
 use crate::rules::unix_time::now_ms;
 
 /// One delete per table with an expiry: what has expired at `?1` (`rules::retention::is_expired`).
-const PURGES: [&str; 3] = [
+const PURGES: [&str; 4] = [
     "DELETE FROM events WHERE expires_at_ms <= ?1",
     "DELETE FROM attempts WHERE expires_at_ms <= ?1",
     "DELETE FROM delivery_status WHERE expires_at_ms <= ?1",
+    "DELETE FROM request_counts WHERE expires_at_ms <= ?1",
 ];
 
 impl EmbeddedStore {
@@ -23,7 +25,8 @@ impl EmbeddedStore {
     }
 
     /// Deletes the events, delivery attempts and delivery statuses whose retention has
-    /// ended; how many rows. An expired event is already treated as absent before.
+    /// ended, and the request counters of windows that have ended; how many rows. An
+    /// expired event is already treated as absent before.
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.db.call("sqlite.purge_expired", |conn| {
             let tx = write_tx(conn)?;

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS delivery_status (
     event_id TEXT NOT NULL, subscription_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
     status TEXT NOT NULL, expires_at_ms INTEGER NOT NULL, PRIMARY KEY (event_id, subscription_id));
 CREATE TABLE IF NOT EXISTS auth_callbacks (merchant_id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS request_counts (
+    key TEXT NOT NULL, window_start_ms INTEGER NOT NULL, count INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL, PRIMARY KEY (key, window_start_ms));
 CREATE TABLE IF NOT EXISTS parked_retries (
     shard INTEGER NOT NULL, sort_key TEXT NOT NULL, due_ms INTEGER NOT NULL, body TEXT NOT NULL,
     dead_letter_reason TEXT, PRIMARY KEY (shard, sort_key));
@@ -48,6 +51,7 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_expiry ON events (expires_at_ms);
 CREATE INDEX IF NOT EXISTS attempts_expiry ON attempts (expires_at_ms);
 CREATE INDEX IF NOT EXISTS delivery_status_expiry ON delivery_status (expires_at_ms);
+CREATE INDEX IF NOT EXISTS request_counts_expiry ON request_counts (expires_at_ms);
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at_ms);
 CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
 CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);

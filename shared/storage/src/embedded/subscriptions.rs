@@ -1,13 +1,15 @@
 //! Subscriptions: the `subscriptions` table, one row per (merchant, id).
 
 use rusqlite::params;
-use webhooks_domain::{EventName, Subscription};
+use serde_json::Value;
+use webhooks_domain::{EventName, SigningSecrets, Subscription};
 
 use super::EmbeddedStore;
 use super::connection::to_json;
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
 use crate::rules::write_conditions::{Precondition, VersionedReplace};
+use crate::sealed;
 use crate::{Entity, StoreError};
 
 /// The `events` column of a subscription: `,name,name,`, so that `instr(events, ',name,')`
@@ -18,11 +20,16 @@ fn events_column(subscription: &Subscription) -> String {
 }
 
 impl SubscriptionStore for EmbeddedStore {
-    async fn create_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+    async fn create_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
         let sql = "INSERT OR IGNORE INTO subscriptions (merchant_id, id, enabled, events, json) \
                    VALUES (?1, ?2, ?3, ?4, ?5)";
         let s = subscription;
-        let row = params![s.merchant_id, s.id, s.enabled, events_column(s), to_json(s)?];
+        let document = sealed::subscription_document(&self.keyring, s, secrets).await?;
+        let row = params![s.merchant_id, s.id, s.enabled, events_column(s), to_json(&document)?];
         let rows = self.db.exec("subscriptions.create", sql, row)?;
         Precondition::Absent(Entity::Subscription).check(rows)
     }
@@ -36,6 +43,21 @@ impl SubscriptionStore for EmbeddedStore {
         self.db.fetch("subscriptions.get", sql, [merchant_id, subscription_id])
     }
 
+    async fn get_subscription_with_secrets(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+    ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
+        let sql = "SELECT json FROM subscriptions WHERE merchant_id = ?1 AND id = ?2";
+        let document: Option<Value> = self
+            .db
+            .fetch("subscriptions.get", sql, [merchant_id, subscription_id])?;
+        match document {
+            Some(document) => Ok(Some(sealed::open_subscription(&self.keyring, &document).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
         let sql = "SELECT id, json FROM subscriptions WHERE (?1 IS NULL OR id > ?1) AND merchant_id = ?3 \
                    ORDER BY id LIMIT ?2";
@@ -43,7 +65,11 @@ impl SubscriptionStore for EmbeddedStore {
         self.db.list("subscriptions.list", &scope, &page, sql, &[&merchant_id])
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
         // The version lives in the JSON; one stored before versions has none and is at 0.
         let update = "UPDATE subscriptions SET enabled = ?3, events = ?4, json = ?5 \
                       WHERE merchant_id = ?1 AND id = ?2 AND ifnull(json_extract(json, '$.version'), 0) = ?6";
@@ -51,7 +77,15 @@ impl SubscriptionStore for EmbeddedStore {
         let replace = VersionedReplace::of(subscription);
         let read = i64::try_from(replace.read).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let s = &replace.next;
-        let row = params![s.merchant_id, s.id, s.enabled, events_column(s), to_json(s)?, read];
+        let document = sealed::subscription_document(&self.keyring, s, secrets).await?;
+        let row = params![
+            s.merchant_id,
+            s.id,
+            s.enabled,
+            events_column(s),
+            to_json(&document)?,
+            read
+        ];
         self.db.call("subscriptions.update", |conn| {
             if conn.prepare_cached(update)?.execute(row)? > 0 {
                 return Ok(());
@@ -91,7 +125,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_row_stored_before_versions_is_at_version_0_and_takes_versioned_writes() {
+    async fn a_row_stored_before_versions_and_sealing_is_at_version_0_and_its_first_write_seals_it() {
         let (_dir, store) = crate::embedded::open_temporary();
         let legacy = r#"{"id":"sub_1","merchantId":"m_1","url":"https://merchant.example/hook",
             "events":["payment_received"],"description":"","enabled":true,
@@ -101,17 +135,32 @@ mod tests {
                    VALUES ('m_1', 'sub_1', 1, ',payment_received,', ?1)";
         store.db.exec("test.insert_legacy", sql, [legacy]).unwrap();
 
-        let read = store.get_subscription("m_1", "sub_1").await.unwrap().unwrap();
-        assert_eq!(read.version, 0);
+        let (read, secrets) = store
+            .get_subscription_with_secrets("m_1", "sub_1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((read.version, secrets.current.as_str()), (0, "old-secret-0123456789"));
         let changed = Subscription {
             enabled: false,
             ..read.clone()
         };
-        store.update_subscription(&changed).await.unwrap();
+        store.update_subscription(&changed, &secrets).await.unwrap();
         assert_eq!(
-            store.get_subscription("m_1", "sub_1").await.unwrap(),
-            Some(Subscription { version: 1, ..changed })
+            store.get_subscription_with_secrets("m_1", "sub_1").await.unwrap(),
+            Some((Subscription { version: 1, ..changed }, secrets.clone()))
         );
-        assert_eq!(store.update_subscription(&read).await, Err(StoreError::VersionConflict));
+        assert_eq!(
+            store.update_subscription(&read, &secrets).await,
+            Err(StoreError::VersionConflict)
+        );
+        // The write sealed the secrets it found in clear.
+        let stored: String = store
+            .db
+            .call("test.read_raw", |conn| {
+                Ok(conn.query_row("SELECT json FROM subscriptions", [], |row| row.get(0))?)
+            })
+            .unwrap();
+        assert!(!stored.contains("old-secret-0123456789"), "{stored}");
     }
 }

@@ -70,7 +70,7 @@ impl VersionedReplace {
 
 #[cfg(test)]
 mod tests {
-    use webhooks_domain::{EventName, IsoTime, SigningSecrets};
+    use webhooks_domain::{EventName, IsoTime};
 
     use super::*;
 
@@ -100,7 +100,6 @@ mod tests {
             enabled: true,
             created_at,
             updated_at: created_at,
-            secrets: SigningSecrets::new(None),
             version: 3,
         };
         let replace = VersionedReplace::of(&read_at_3);

@@ -48,3 +48,14 @@ pub(super) fn attempts_pk(merchant_id: &str, subscription_id: &str) -> String {
 pub(super) fn due_pk(shard: u32) -> String {
     format!("DUE#{shard:02}")
 }
+
+/// The partition of the request counter `key` (one item per window).
+pub(super) fn limit_pk(key: &str) -> String {
+    format!("LIMIT#{key}")
+}
+
+/// The sort key of a request counter's window: its start in unix milliseconds, 13 digits
+/// (clamped at 0), so that a counter's windows sort by time.
+pub(super) fn window_sk(window_start_ms: i64) -> String {
+    format!("WINDOW#{:013}", window_start_ms.max(0))
+}

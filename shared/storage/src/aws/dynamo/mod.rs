@@ -7,6 +7,8 @@ mod events;
 mod keys;
 mod merchants;
 mod parked_retries;
+mod request_counters;
+mod secrets_at_rest;
 mod subscriptions;
 mod table;
 
@@ -18,6 +20,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use webhooks_keyring::Keyring;
 
 pub(super) use table::create_table;
 
@@ -42,12 +45,19 @@ pub struct DynamoStore {
     table: String,
     cursors: CursorCodec,
     retention: Duration,
+    keyring: Keyring,
 }
 
 impl DynamoStore {
     /// Connects to `table`, loading (or creating, once for all processes) the cursor key;
-    /// events, attempts and delivery statuses written through it expire after `retention`.
-    pub async fn connect(client: Client, table: impl Into<String>, retention: Duration) -> Result<Self, StoreError> {
+    /// events, attempts and delivery statuses written through it expire after `retention`;
+    /// secrets are sealed and opened with `keyring`.
+    pub async fn connect(
+        client: Client,
+        table: impl Into<String>,
+        retention: Duration,
+        keyring: Keyring,
+    ) -> Result<Self, StoreError> {
         let table = table.into();
         let key = table::load_or_create_cursor_key(&client, &table).await?;
         Ok(Self {
@@ -55,6 +65,7 @@ impl DynamoStore {
             table,
             cursors: CursorCodec::new(key),
             retention,
+            keyring,
         })
     }
 

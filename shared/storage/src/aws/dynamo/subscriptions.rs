@@ -4,14 +4,15 @@
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use webhooks_domain::{EventName, Subscription};
+use serde_json::Value;
+use webhooks_domain::{EventName, SigningSecrets, Subscription};
 
 use super::keys::{SUBSCRIPTION_PREFIX, merchant_pk, subscription_sk};
 use super::{DynamoStore, Item, PageQuery, backend, item};
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
 use crate::rules::write_conditions::{Precondition, VersionedReplace};
-use crate::{Entity, StoreError};
+use crate::{Entity, StoreError, sealed};
 
 /// The condition of a replace of a subscription read at version `:read`, past 0.
 const AT_VERSION: &str = "version = :read";
@@ -19,11 +20,17 @@ const AT_VERSION: &str = "version = :read";
 /// without a `version` attribute.
 const AT_FIRST_VERSION: &str = "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :read)";
 
-fn subscription_item(subscription: &Subscription) -> Result<Item, StoreError> {
+/// The item of `subscription`, its document holding the sealed `secrets`.
+async fn subscription_item(
+    store: &DynamoStore,
+    subscription: &Subscription,
+    secrets: &SigningSecrets,
+) -> Result<Item, StoreError> {
+    let document = sealed::subscription_document(&store.keyring, subscription, secrets).await?;
     let mut item = item(
         merchant_pk(&subscription.merchant_id),
         subscription_sk(&subscription.id),
-        subscription,
+        &document,
     )?;
     item.insert("enabled".into(), AttributeValue::Bool(subscription.enabled));
     let events = subscription.events.iter().map(|e| e.as_str().to_owned()).collect();
@@ -55,9 +62,13 @@ impl DynamoStore {
 }
 
 impl SubscriptionStore for DynamoStore {
-    async fn create_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+    async fn create_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
         let precondition = Precondition::Absent(Entity::Subscription);
-        let item = subscription_item(subscription)?;
+        let item = subscription_item(self, subscription, secrets).await?;
         self.put("dynamodb.create_subscription", item, Some(precondition)).await
     }
 
@@ -71,14 +82,34 @@ impl SubscriptionStore for DynamoStore {
             .await
     }
 
+    async fn get_subscription_with_secrets(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+    ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
+        let sk = subscription_sk(subscription_id);
+        let document: Option<Value> = self
+            .get_data("dynamodb.get_subscription", merchant_pk(merchant_id), &sk)
+            .await?;
+        match document {
+            Some(document) => Ok(Some(sealed::open_subscription(&self.keyring, &document).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
         let scope = format!("subscriptions:{merchant_id}");
         self.subscription_page("dynamodb.list_subscriptions", &scope, merchant_id, None, page)
             .await
     }
 
-    async fn update_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+    ) -> Result<(), StoreError> {
         let replace = VersionedReplace::of(subscription);
+        let item = subscription_item(self, &replace.next, secrets).await?;
         let condition = match replace.read {
             0 => AT_FIRST_VERSION,
             _ => AT_VERSION,
@@ -87,7 +118,7 @@ impl SubscriptionStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(subscription_item(&replace.next)?))
+            .set_item(Some(item))
             .condition_expression(condition)
             .expression_attribute_values(":read", AttributeValue::N(replace.read.to_string()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
