@@ -120,6 +120,8 @@ where
     let deliver_config = DeliverConfig {
         retry_schedule: settings.retry_schedule.clone(),
         timeout: settings.delivery_timeout(),
+        disable_after: settings.disable_after,
+        probe_slots: settings.probe_slots,
     };
     let client = http_client(&settings.url_policy);
     let deliver = Arc::new(Deliver::new(

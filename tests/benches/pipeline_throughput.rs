@@ -79,6 +79,7 @@ async fn main() {
     let config = DeliverConfig {
         retry_schedule: "5s".parse().unwrap(),
         timeout: Duration::from_secs(10),
+        ..DeliverConfig::default()
     };
     let deliver = Deliver::new(
         store.clone(),

@@ -106,3 +106,19 @@ impl Harness for Aws {
         self.deployment.quota_layer().in_flight(queue.url())
     }
 }
+
+/// Runs each named case of the calling test file's `cases` module once per backend, as
+/// `embedded::case` and `aws_on_moto::case` (multi-threaded runtimes, two workers).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { super::cases::$case(&$crate::backends::Embedded::new().await).await })*
+        }
+        mod aws_on_moto {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+              async fn $case() { super::cases::$case(&$crate::backends::Aws::new().await).await })*
+        }
+    };
+}

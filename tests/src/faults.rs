@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use webhooks_domain::{DeliveryAttempt, DeliveryStatus, EventName, SigningSecrets, Subscription};
+use webhooks_domain::{DeliveryAttempt, DeliveryStatus, EndpointHealth, EventName, SigningSecrets, Subscription};
 use webhooks_storage::{
-    AttemptRecorded, DeliveryLog, HandOff, Page, PageRequest, ParkedRetries, ParkedTask, StoreError, SubscriptionStore,
+    AttemptRecorded, DeliveryLog, EndpointBreaker, HandOff, HeldTask, Page, PageRequest, ParkedRetries, ParkedTask,
+    RequestCounters, StoreError, SubscriptionStore,
 };
 
 /// The store steps a fault can hit.
@@ -15,6 +16,8 @@ pub enum Step {
     RecordAttempt,
     /// `ParkedRetries::unpark`: the tasks stay parked.
     Unpark,
+    /// `RequestCounters::count_request`: nothing is counted.
+    CountRequest,
 }
 
 /// `inner`, whose next call of the armed [`Step`] fails (once) with a backend error.
@@ -78,6 +81,15 @@ impl<S: SubscriptionStore> SubscriptionStore for FaultyStore<S> {
         secrets: &SigningSecrets,
     ) -> Result<(), StoreError> {
         self.inner.update_subscription(subscription, secrets).await
+    }
+    async fn record_health(
+        &self,
+        merchant_id: &str,
+        id: &str,
+        read: &EndpointHealth,
+        next: &EndpointHealth,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_health(merchant_id, id, read, next).await
     }
     async fn delete_subscription(&self, merchant_id: &str, id: &str) -> Result<bool, StoreError> {
         self.inner.delete_subscription(merchant_id, id).await
@@ -143,5 +155,42 @@ impl<S: ParkedRetries> ParkedRetries for FaultyStore<S> {
     async fn unpark(&self, tasks: &[ParkedTask]) -> Result<(), StoreError> {
         self.trip(Step::Unpark)?;
         self.inner.unpark(tasks).await
+    }
+}
+
+impl<S: EndpointBreaker> EndpointBreaker for FaultyStore<S> {
+    async fn take_probe_slot(
+        &self,
+        endpoint: &str,
+        slots: u32,
+        lease: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .take_probe_slot(endpoint, slots, lease, now_ms, until_ms)
+            .await
+    }
+    async fn release_probe_slot(&self, endpoint: &str, lease: &str) -> Result<(), StoreError> {
+        self.inner.release_probe_slot(endpoint, lease).await
+    }
+    async fn hold(&self, endpoint: &str, task: &HeldTask, now_ms: i64) -> Result<(), StoreError> {
+        self.inner.hold(endpoint, task, now_ms).await
+    }
+    async fn held_tasks(&self, endpoint: &str, limit: usize) -> Result<Vec<HeldTask>, StoreError> {
+        self.inner.held_tasks(endpoint, limit).await
+    }
+    async fn unhold(&self, endpoint: &str, tasks: &[HeldTask]) -> Result<(), StoreError> {
+        self.inner.unhold(endpoint, tasks).await
+    }
+}
+
+impl<S: RequestCounters> RequestCounters for FaultyStore<S> {
+    async fn count_request(&self, key: &str, window_start_ms: i64, expires_at_ms: i64) -> Result<u64, StoreError> {
+        self.trip(Step::CountRequest)?;
+        self.inner.count_request(key, window_start_ms, expires_at_ms).await
+    }
+    async fn request_count(&self, key: &str, window_start_ms: i64) -> Result<u64, StoreError> {
+        self.inner.request_count(key, window_start_ms).await
     }
 }

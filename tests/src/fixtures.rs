@@ -45,9 +45,11 @@ pub fn subscription(merchant_id: &str, id: &str, url: &str) -> Subscription {
         events: EventName::ALL.to_vec(),
         description: String::new(),
         enabled: true,
+        rate_limit_per_second: None,
         created_at: created_at(),
         updated_at: created_at(),
         version: 0,
+        health: Default::default(),
     }
 }
 

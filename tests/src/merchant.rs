@@ -11,6 +11,7 @@
 //! | `/huge` | 200 with a 10 MB body |
 //! | `/flaky/{n}` | 503 for the first `n` requests to that path, then 200 |
 //! | `/slow` | 200 once a request to `/ok` has arrived (or after 5 s) |
+//! | `/slow-flaky/{n}` | as `/flaky/{n}`, each answer after 200 ms (to see concurrency) |
 //!
 //! [`TestMerchant::reset_url`] resets every connection; [`TestMerchant::slow_headers_url`]
 //! sends its headers one byte at a time; [`refused_url`] has nobody listening.
@@ -98,6 +99,20 @@ impl TestMerchant {
     /// Arrivals and answers, in order.
     pub fn happenings(&self) -> Vec<Happening> {
         self.log.happenings.lock().expect("merchant log").clone()
+    }
+
+    /// The most requests to `path` that were being answered at once.
+    pub fn max_in_flight(&self, path: &str) -> usize {
+        let (mut now, mut most) = (0_usize, 0_usize);
+        for happening in self.happenings() {
+            match happening {
+                Happening::Received(p) if p == path => now += 1,
+                Happening::Answered(p) if p == path => now = now.saturating_sub(1),
+                _ => {}
+            }
+            most = most.max(now);
+        }
+        most
     }
 
     /// Waits until at least `count` requests arrived, or `timeout` passed; returns them.
@@ -222,11 +237,17 @@ async fn answer(State(log): State<Arc<Log>>, Path(path): Path<String>, headers: 
             StatusCode::OK.into_response()
         }
         other => {
+            if other.starts_with("/slow-") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             let status = other
                 .strip_prefix("/status/")
                 .and_then(|code| code.parse::<u16>().ok())
                 .or_else(|| {
-                    let failures: u32 = other.strip_prefix("/flaky/")?.parse().ok()?;
+                    let flaky = other
+                        .strip_prefix("/flaky/")
+                        .or_else(|| other.strip_prefix("/slow-flaky/"));
+                    let failures: u32 = flaky?.parse().ok()?;
                     Some(if count <= failures { 503 } else { 200 })
                 })
                 .and_then(|code| StatusCode::from_u16(code).ok())

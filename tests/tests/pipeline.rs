@@ -35,21 +35,7 @@ const MERCHANT: &str = "m_pipeline";
 /// When the messages [`event_of`] makes were sent to their queue (SQS's `SentTimestamp`).
 const SENT_AT_MS: i64 = 1_795_000_000_123;
 
-/// Runs each named case once per backend, as `embedded::case` and `aws_on_moto::case`.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $case() { super::cases::$case(&webhooks_tests::backends::Embedded::new().await).await })*
-        }
-        mod aws_on_moto {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-              async fn $case() { super::cases::$case(&webhooks_tests::backends::Aws::new().await).await })*
-        }
-    };
-}
-
-on_both_backends!(
+webhooks_tests::on_both_backends!(
     fault_matrix_records_each_attempt_and_schedules_the_next,
     a_slow_merchant_does_not_hold_up_a_fast_one,
     retries_exhaust_into_the_dlq_and_a_redriven_task_delivers,
@@ -66,6 +52,8 @@ on_both_backends!(
     ingest_resumes_a_fan_out_interrupted_by_a_failing_queue,
     ingest_dead_letters_malformed_events_without_failing_the_batch,
     ingest_fans_out_to_a_thousand_subscriptions,
+    a_rate_limited_subscription_gets_at_most_its_limit_each_second_and_every_task_once,
+    a_held_back_task_keeps_its_attempt_and_a_store_that_cannot_count_holds_nothing_back,
 );
 
 /// The event SQS would hand the function for these bodies (real SQS event JSON).
@@ -98,6 +86,7 @@ fn deliver<H: Harness>(h: &H, deliveries: &H::Queue, schedule: &str, timeout: Du
     let config = DeliverConfig {
         retry_schedule: schedule.parse().unwrap(),
         timeout,
+        ..DeliverConfig::default()
     };
     Deliver::new(
         h.store().clone(),
@@ -118,6 +107,7 @@ fn deliver_on_clock<H: Harness, Q: QueueSender>(
     let config = DeliverConfig {
         retry_schedule: schedule.parse().unwrap(),
         timeout: 5 * SEC,
+        ..DeliverConfig::default()
     };
     Deliver::new(h.store().clone(), queue, http_client(&LOOPBACK), config, clock)
 }
@@ -733,6 +723,7 @@ mod cases {
             let config = DeliverConfig {
                 retry_schedule: schedule.parse().unwrap(),
                 timeout: 5 * SEC,
+                ..DeliverConfig::default()
             };
             Deliver::new(
                 store.clone(),
@@ -1053,5 +1044,177 @@ mod cases {
             1000,
             "one task per subscription"
         );
+    }
+
+    /// 100 tasks at once to a subscription limited to 5 a second, handled in batches of 10
+    /// by two deliver instances (two containers) on a clock: no second of the clock sees more
+    /// than 5 requests, every task is delivered once as its first attempt, and the run takes
+    /// the 20 seconds the limit needs.
+    pub async fn a_rate_limited_subscription_gets_at_most_its_limit_each_second_and_every_task_once(h: &impl Harness) {
+        const LIMIT: u32 = 5;
+        const TASKS: usize = 100;
+        let merchant = TestMerchant::start().await;
+        let (deliveries, dlq) = h.queue_pair("deliveries-rate", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let delayed = ClockDelayedQueue::new(deliveries.clone(), clock.clone());
+        let containers = [
+            deliver_on_clock(h, delayed.clone(), "5s", clock.clone()),
+            deliver_on_clock(h, delayed.clone(), "5s", clock.clone()),
+        ];
+        let limited = Subscription {
+            rate_limit_per_second: Some(LIMIT),
+            ..subscription(MERCHANT, "sub_rate", &merchant.url("/ok"))
+        };
+        h.store().create_subscription(&limited, &secrets()).await.unwrap();
+        let tasks: Vec<OutgoingMessage> = (0..TASKS)
+            .map(|i| OutgoingMessage {
+                body: DeliveryTask::first(event(MERCHANT, &format!("evt_rate_{i:03}")), "sub_rate".into())
+                    .to_message_body(),
+                delay: Duration::ZERO,
+            })
+            .collect();
+        for batch in tasks.chunks(10) {
+            deliveries.send_batch(batch.to_vec()).await.unwrap();
+        }
+
+        let mut handled = 0;
+        for _ in 0..100 {
+            let received = drain(&deliveries, SEC).await;
+            for (n, batch) in received.chunks(10).enumerate() {
+                let deliver = &containers[n % 2];
+                let response = deliver.handle_batch(event_of_received(batch)).await.unwrap();
+                assert!(response.batch_item_failures.is_empty(), "a held-back task is handled");
+                for message in batch {
+                    deliveries.delete(&message.receipt_handle).await.unwrap();
+                }
+            }
+            handled += received.len();
+            let Some(next) = delayed.next_due() else { break };
+            clock.advance(Duration::try_from(next - clock.now()).unwrap_or(Duration::ZERO));
+            delayed.release_due().await;
+        }
+
+        let requests = merchant.requests();
+        let mut per_second = std::collections::BTreeMap::<i64, usize>::new();
+        for request in &requests {
+            *per_second
+                .entry(request.headers["webhook-timestamp"].parse().unwrap())
+                .or_default() += 1;
+        }
+        assert!(
+            per_second.values().all(|&n| n <= LIMIT as usize),
+            "requests per second of the clock: {per_second:?}"
+        );
+        let ids: std::collections::HashSet<&str> = requests.iter().map(|r| r.headers["webhook-id"].as_str()).collect();
+        assert_eq!((requests.len(), ids.len()), (TASKS, TASKS), "each task delivered once");
+        let (first, last) = (per_second.keys().next().unwrap(), per_second.keys().last().unwrap());
+        let rate = TASKS as f64 / (last - first + 1) as f64;
+        assert!(
+            (rate - f64::from(LIMIT)).abs() <= 0.1 * f64::from(LIMIT),
+            "{rate} a second over the run: {per_second:?}"
+        );
+        assert!(
+            handled - TASKS < TASKS,
+            "a burst is spread over the seconds it needs, each task held back about once: {} hold-backs",
+            handled - TASKS
+        );
+        let log = h
+            .store()
+            .list_attempts(MERCHANT, "sub_rate", PageRequest::first(100))
+            .await
+            .unwrap();
+        assert_eq!(
+            log.items.len(),
+            TASKS,
+            "held-back deliveries are not in the attempt log"
+        );
+        assert!(log.next_cursor.is_none());
+        assert!(
+            log.items
+                .iter()
+                .all(|a| a.attempt == 1 && a.outcome == AttemptOutcome::Succeeded),
+            "every delivery succeeded as its first attempt"
+        );
+        assert_eq!(deliveries.approximate_len().await.unwrap(), 0);
+        assert!(drain(&dlq, Duration::ZERO).await.is_empty());
+    }
+
+    /// A retry held back goes back to the queue with its attempt number and nothing in the
+    /// log; when the store cannot count, the delivery is sent (the limit fails open).
+    pub async fn a_held_back_task_keeps_its_attempt_and_a_store_that_cannot_count_holds_nothing_back(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-rate-held", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let store = FaultyStore::new(h.store().clone());
+        let config = DeliverConfig {
+            retry_schedule: "5s,5s,5s".parse().unwrap(),
+            timeout: 5 * SEC,
+            ..DeliverConfig::default()
+        };
+        let deliver = Deliver::new(
+            store.clone(),
+            deliveries.clone(),
+            http_client(&LOOPBACK),
+            config,
+            clock.clone(),
+        );
+        let limited = Subscription {
+            rate_limit_per_second: Some(1),
+            ..subscription(MERCHANT, "sub_rate_1", &merchant.url("/ok"))
+        };
+        h.store().create_subscription(&limited, &secrets()).await.unwrap();
+        let retry = |id: &str| DeliveryTask {
+            attempt: 3,
+            ..DeliveryTask::first(event(MERCHANT, id), "sub_rate_1".into())
+        };
+
+        store.fail_next(Step::CountRequest);
+        assert_eq!(
+            deliver.deliver(&retry("evt_uncounted")).await.unwrap(),
+            TaskOutcome::Delivered
+        );
+        assert_eq!(
+            deliver.deliver(&retry("evt_counted")).await.unwrap(),
+            TaskOutcome::Delivered
+        );
+        let held = deliver.deliver(&retry("evt_held")).await.unwrap();
+        let TaskOutcome::RateLimited(delay) = held else {
+            panic!("{held:?}")
+        };
+        assert!(
+            delay > Duration::ZERO && delay <= SEC,
+            "until the next second: {delay:?}"
+        );
+        assert_eq!(merchant.requests().len(), 2, "the held-back task was not sent");
+
+        let back = drain(&deliveries, 3 * SEC).await;
+        assert_eq!(back.len(), 1);
+        let task = DeliveryTask::from_message_body(&back[0].body).unwrap();
+        assert_eq!((task.event.event_id.as_str(), task.attempt), ("evt_held", 3));
+        let next_second = (clock.now().unix_timestamp() + 1) * 1000;
+        assert_eq!(task.not_before.map(IsoTime::unix_millis), Some(next_second));
+        let log = h
+            .store()
+            .list_attempts(MERCHANT, "sub_rate_1", PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        assert!(log.iter().all(|a| a.event_id != "evt_held"), "nothing recorded for it");
+        assert_eq!(h.store().delivery_status("evt_held", "sub_rate_1").await.unwrap(), None);
+
+        clock.advance(delay);
+        assert_eq!(deliver.deliver(&task).await.unwrap(), TaskOutcome::Delivered);
+        let log = h
+            .store()
+            .list_attempts(MERCHANT, "sub_rate_1", PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        let held: Vec<u32> = log
+            .iter()
+            .filter(|a| a.event_id == "evt_held")
+            .map(|a| a.attempt)
+            .collect();
+        assert_eq!(held, [3], "delivered as attempt 3");
     }
 }

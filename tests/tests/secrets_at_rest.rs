@@ -38,9 +38,11 @@ fn subscription(id: &str) -> Subscription {
         events: EventName::ALL.to_vec(),
         description: String::new(),
         enabled: true,
+        rate_limit_per_second: None,
         created_at: at("2026-11-01T00:00:00Z"),
         updated_at: at("2026-11-01T00:00:00Z"),
         version: 0,
+        health: Default::default(),
     }
 }
 

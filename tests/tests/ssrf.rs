@@ -58,6 +58,7 @@ async fn names_resolving_to_blocked_addresses_are_refused_at_connect_time() {
     let config = DeliverConfig {
         retry_schedule: "1s".parse().unwrap(),
         timeout: Duration::from_secs(5),
+        ..DeliverConfig::default()
     };
     let deliver = Deliver::new(store.clone(), deliveries, client, config, Arc::new(SystemClock));
 

@@ -130,9 +130,11 @@ fn subscription(merchant_id: &str, id: &str, events: &[EventName], enabled: bool
         events: events.to_vec(),
         description: String::new(),
         enabled,
+        rate_limit_per_second: None,
         created_at: at(1_700_000_000_000),
         updated_at: at(1_700_000_000_000),
         version: 0,
+        health: Default::default(),
     }
 }
 
@@ -1363,6 +1365,280 @@ mod request_counters {
                 h.store().request_count("merchant:m_busy", WINDOW).await.unwrap(),
                 REQUESTS
             );
+        }
+    }
+}
+
+/// Recovery's claims (`DeliveryRecovery`), on both backends: the failed deliveries first
+/// attempted in a window of a subscription's log, oldest first, each claimed once.
+mod recovery {
+    conformance!(
+        recovery_claims_the_failed_deliveries_first_attempted_in_the_window_oldest_first,
+        recovery_pages_follow_the_log_to_the_end_of_the_window,
+        concurrent_recoveries_claim_each_delivery_once,
+    );
+
+    /// What a page costs on DynamoDB, in requests: one `Query` of the log, one
+    /// `BatchGetItem` of the statuses, one `UpdateItem` per delivery claimed.
+    #[tokio::test]
+    async fn on_dynamodb_a_page_is_one_query_one_batch_read_and_one_update_per_claim() {
+        use std::collections::BTreeMap;
+
+        use webhooks_domain::DeliveryStatus::{Failed, Succeeded};
+        use webhooks_storage::DeliveryRecovery;
+        use webhooks_tests::moto::MotoDeployment;
+
+        use cases::{BASE, FAILED, scope, seed};
+
+        let aws = MotoDeployment::start().await;
+        for n in 0..12_i64 {
+            let (attempts, status) = if n % 3 == 0 { (1, Succeeded) } else { (3, Failed) };
+            seed(
+                &aws.store,
+                ("m_a", "sub_1"),
+                &format!("evt_{n:02}"),
+                BASE + n * 10_000,
+                attempts,
+                status,
+            )
+            .await;
+        }
+        aws.quota_layer().reset();
+        let page = aws
+            .store
+            .claim_for_recovery(&scope(BASE, BASE + 200_000, FAILED), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(page.claimed.len(), 8);
+        let requests = |operation: &str, count| (("DynamoDB".to_owned(), operation.to_owned()), count);
+        assert_eq!(
+            aws.quota_layer().counts(),
+            BTreeMap::from([
+                requests("BatchGetItem", 1),
+                requests("Query", 1),
+                requests("UpdateItem", 8)
+            ])
+        );
+    }
+
+    mod cases {
+        use std::collections::HashSet;
+
+        use webhooks_domain::DeliveryStatus::{self, Failed, Pending, Skipped, Succeeded};
+        use webhooks_storage::{
+            ClaimedDelivery, DeliveryLog, DeliveryRecovery, LogPosition, RecoveryPage, RecoveryScope,
+        };
+        use webhooks_tests::backends::Harness;
+
+        use crate::attempt;
+
+        /// Where the tests' windows start.
+        pub(super) const BASE: i64 = 1_700_000_000_000;
+        pub(super) const FAILED: &[DeliveryStatus] = &[Failed];
+
+        /// A delivery as deliver records it: attempts 1 to `attempts`, a second apart from
+        /// `first_ms`, the last leaving it `status`.
+        pub(super) async fn seed<S: DeliveryLog>(
+            store: &S,
+            (merchant_id, subscription_id): (&str, &str),
+            event_id: &str,
+            first_ms: i64,
+            attempts: u32,
+            status: DeliveryStatus,
+        ) {
+            for n in 1..=attempts {
+                let made = attempt(
+                    merchant_id,
+                    subscription_id,
+                    event_id,
+                    n,
+                    first_ms + i64::from(n - 1) * 1_000,
+                );
+                let now = if n == attempts { status } else { Pending };
+                store.record_attempt_once(&made, now, None).await.unwrap();
+            }
+        }
+
+        pub(super) fn scope(since_ms: i64, until_ms: i64, statuses: &[DeliveryStatus]) -> RecoveryScope<'_> {
+            RecoveryScope {
+                merchant_id: "m_a",
+                subscription_id: "sub_1",
+                since_ms,
+                until_ms,
+                statuses,
+            }
+        }
+
+        fn claimed(event_id: &str, attempt: u32, previous: DeliveryStatus) -> ClaimedDelivery {
+            ClaimedDelivery {
+                event_id: event_id.into(),
+                attempt,
+                previous,
+            }
+        }
+
+        /// Every page of the scope's window, `limit` attempts a page: the claims in order,
+        /// and how many pages it took.
+        async fn claim_all<S: DeliveryRecovery>(
+            store: &S,
+            scope: &RecoveryScope<'_>,
+            limit: usize,
+        ) -> (Vec<ClaimedDelivery>, usize) {
+            let (mut all, mut pages, mut after): (Vec<ClaimedDelivery>, usize, Option<LogPosition>) =
+                (Vec::new(), 0, None);
+            loop {
+                let RecoveryPage { claimed, next } =
+                    store.claim_for_recovery(scope, after.as_ref(), limit).await.unwrap();
+                all.extend(claimed);
+                pages += 1;
+                match next {
+                    Some(next) => after = Some(next),
+                    None => return (all, pages),
+                }
+            }
+        }
+
+        pub async fn recovery_claims_the_failed_deliveries_first_attempted_in_the_window_oldest_first(
+            h: &impl Harness,
+        ) {
+            let store = h.store();
+            let mine = ("m_a", "sub_1");
+            let (since, until) = (BASE + 10_000, BASE + 20_000);
+            // First attempted before the window, retried in it: not the window's.
+            seed(store, mine, "evt_before", since - 1, 3, Failed).await;
+            seed(store, mine, "evt_at_since", since, 1, Failed).await;
+            seed(store, mine, "evt_delivered", since + 1_000, 2, Succeeded).await;
+            seed(store, mine, "evt_retrying", since + 1_500, 2, Pending).await;
+            seed(store, mine, "evt_retried", since + 2_000, 3, Failed).await;
+            seed(store, mine, "evt_skipped", since + 6_000, 1, Skipped).await;
+            seed(store, mine, "evt_last_ms", until - 1, 1, Failed).await;
+            seed(store, mine, "evt_at_until", until, 1, Failed).await;
+            seed(store, ("m_a", "sub_2"), "evt_other_sub", since + 3_000, 1, Failed).await;
+            seed(store, ("m_b", "sub_1"), "evt_other_merchant", since + 3_000, 1, Failed).await;
+            // An attempt without a status (recorded by hand): nothing to claim.
+            let unrecorded = attempt("m_a", "sub_1", "evt_no_status", 1, since + 4_000);
+            store.record_attempt(&unrecorded).await.unwrap();
+
+            let page = store
+                .claim_for_recovery(&scope(since, until, FAILED), None, 100)
+                .await
+                .unwrap();
+            let expected = [
+                claimed("evt_at_since", 2, Failed),
+                claimed("evt_retried", 4, Failed),
+                claimed("evt_last_ms", 2, Failed),
+            ];
+            assert_eq!(
+                page,
+                RecoveryPage {
+                    claimed: expected.to_vec(),
+                    next: None
+                }
+            );
+            let status = |event_id: &'static str, subscription_id: &'static str| async move {
+                store.delivery_status(event_id, subscription_id).await.unwrap().unwrap()
+            };
+            for claim in &expected {
+                let event_id = claim.event_id.as_str();
+                assert_eq!(store.delivery_status(event_id, "sub_1").await.unwrap(), Some(Pending));
+            }
+            for (event_id, subscription_id, unchanged) in [
+                ("evt_before", "sub_1", Failed),
+                ("evt_delivered", "sub_1", Succeeded),
+                ("evt_skipped", "sub_1", Skipped),
+                ("evt_at_until", "sub_1", Failed),
+                ("evt_other_sub", "sub_2", Failed),
+                ("evt_other_merchant", "sub_1", Failed),
+            ] {
+                assert_eq!(status(event_id, subscription_id).await, unchanged, "{event_id}");
+            }
+
+            // Claimed once: the same recovery again finds nothing left to claim.
+            let again = store
+                .claim_for_recovery(&scope(since, until, FAILED), None, 100)
+                .await
+                .unwrap();
+            assert_eq!(
+                again,
+                RecoveryPage {
+                    claimed: vec![],
+                    next: None
+                }
+            );
+            // The statuses to claim from are the caller's.
+            let skipped = store
+                .claim_for_recovery(&scope(since, until, &[Skipped]), None, 100)
+                .await
+                .unwrap();
+            assert_eq!(skipped.claimed, [claimed("evt_skipped", 2, Skipped)]);
+            // A delivery failed again (its new attempt recorded) is claimed again.
+            let failed_again = attempt("m_a", "sub_1", "evt_at_since", 2, until + 60_000);
+            store.record_attempt_once(&failed_again, Failed, None).await.unwrap();
+            let page = store
+                .claim_for_recovery(&scope(since, until, FAILED), None, 100)
+                .await
+                .unwrap();
+            assert_eq!(page.claimed, [claimed("evt_at_since", 3, Failed)]);
+        }
+
+        pub async fn recovery_pages_follow_the_log_to_the_end_of_the_window(h: &impl Harness) {
+            let store = h.store();
+            // Ten failed deliveries of two attempts each, interleaved in the log:
+            // evt_0 #1, evt_1 #1, evt_0 #2, evt_2 #1, evt_1 #2, ... (20 attempts).
+            for n in 0..10_i64 {
+                seed(store, ("m_a", "sub_1"), &format!("evt_{n}"), BASE + n * 500, 2, Failed).await;
+            }
+            let window = scope(BASE, BASE + 60_000, FAILED);
+
+            let first = store.claim_for_recovery(&window, None, 3).await.unwrap();
+            let first_three: Vec<&str> = first.claimed.iter().map(|c| c.event_id.as_str()).collect();
+            assert_eq!(
+                first_three,
+                ["evt_0", "evt_1"],
+                "the first attempts among the first three"
+            );
+            let next = first.next.expect("more to read");
+            assert_eq!(next.at_ms(), BASE + 1_000, "the third attempt's time");
+
+            let (rest, pages) = claim_all(store, &window, 3).await;
+            let order: Vec<String> = first.claimed.iter().chain(&rest).map(|c| c.event_id.clone()).collect();
+            let expected: Vec<String> = (0..10).map(|n| format!("evt_{n}")).collect();
+            assert_eq!(order, expected, "oldest first, each once");
+            assert_eq!(pages, 7, "20 attempts, 3 a page");
+            assert!(rest.iter().all(|c| c.attempt == 3 && c.previous == Failed));
+
+            // A window that ends with a full page says so: no empty page after it.
+            for n in 0..10_i64 {
+                let event_id = format!("evt_{n}");
+                store
+                    .set_delivery_status("m_a", &event_id, "sub_1", Failed)
+                    .await
+                    .unwrap();
+            }
+            let (again, pages) = claim_all(store, &window, 4).await;
+            assert_eq!((again.len(), pages), (10, 5));
+        }
+
+        pub async fn concurrent_recoveries_claim_each_delivery_once(h: &impl Harness) {
+            let store = h.store();
+            for n in 0..30_i64 {
+                seed(
+                    store,
+                    ("m_a", "sub_1"),
+                    &format!("evt_{n:02}"),
+                    BASE + n * 100,
+                    1,
+                    Failed,
+                )
+                .await;
+            }
+            let window = scope(BASE, BASE + 60_000, FAILED);
+            let (one, two) = tokio::join!(claim_all(store, &window, 4), claim_all(store, &window, 4));
+            let ids =
+                |claims: &[ClaimedDelivery]| -> HashSet<String> { claims.iter().map(|c| c.event_id.clone()).collect() };
+            let (one, two) = (ids(&one.0), ids(&two.0));
+            assert!(one.is_disjoint(&two), "claimed by both: {:?}", one.intersection(&two));
+            assert_eq!(one.len() + two.len(), 30, "every delivery claimed by one of them");
         }
     }
 }

@@ -117,7 +117,7 @@ fn every_table_write_is_limited_to_an_allow_list_of_partitions() {
 }
 
 #[test]
-fn the_api_writes_only_merchant_event_counter_and_config_partitions() {
+fn the_api_writes_only_merchant_event_counter_config_and_delivery_status_partitions() {
     let grants = grants();
     let mut written: Vec<&str> = grants["SubscriptionsRole"]
         .iter()
@@ -130,5 +130,5 @@ fn the_api_writes_only_merchant_event_counter_and_config_partitions() {
         .collect();
     written.sort_unstable();
     written.dedup();
-    assert_eq!(written, ["CONFIG", "EVENT#*", "LIMIT#*", "MERCHANT#*"]);
+    assert_eq!(written, ["CONFIG", "DELIVERY#*", "EVENT#*", "LIMIT#*", "MERCHANT#*"]);
 }

@@ -14,6 +14,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = DeliverConfig {
         retry_schedule: settings.retry_schedule.clone(),
         timeout: settings.delivery_timeout(),
+        disable_after: settings.disable_after,
+        probe_slots: settings.probe_slots,
     };
     let client = http_client(&settings.url_policy);
     let deliver = Deliver::new(context.store, deliveries, client, config, Arc::new(SystemClock));

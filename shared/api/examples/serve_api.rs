@@ -79,9 +79,11 @@ async fn seed_failed_delivery(
         events: EventName::ALL.to_vec(),
         description: "a failed delivery to retry".into(),
         enabled: true,
+        rate_limit_per_second: None,
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     store
         .create_subscription(&subscription, &SigningSecrets::new(None))

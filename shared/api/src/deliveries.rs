@@ -34,7 +34,7 @@ pub(crate) struct Accepted {
 }
 
 /// Deliveries are only queued for an enabled subscription: a disabled one would skip them.
-fn ensure_enabled(subscription: &Subscription) -> Result<(), ApiError> {
+pub(crate) fn ensure_enabled(subscription: &Subscription) -> Result<(), ApiError> {
     match subscription.enabled {
         true => Ok(()),
         false => Err(ApiError::conflict(

@@ -16,6 +16,7 @@ mod deliveries;
 mod error;
 mod extract;
 mod rate_limit;
+mod recover;
 mod subscriptions;
 
 use std::net::IpAddr;
@@ -36,6 +37,7 @@ use webhooks_storage::{Backend, QueueSender};
 
 pub use error::ApiError;
 pub use rate_limit::RateLimit;
+pub use recover::MAX_RECOVERED_PER_REQUEST;
 
 use crate::error::ErrorCode;
 use crate::extract::{Caller, source_address};
@@ -67,6 +69,8 @@ pub enum Endpoint {
     ListDeliveries,
     /// `POST /v1/subscriptions/{id}/deliveries/{eventId}/retry`.
     RetryDelivery,
+    /// `POST /v1/subscriptions/{id}/recover`.
+    RecoverDeliveries,
     /// `GET /v1/auth-callback`.
     GetAuthCallback,
     /// `PUT /v1/auth-callback`.
@@ -79,7 +83,7 @@ pub enum Endpoint {
 
 /// Every route of the merchant API: method, path (axum and OpenAPI share the `{name}`
 /// syntax) and what it does. [`router`] serves exactly these.
-pub const ROUTES: [(Method, &str, Endpoint); 14] = [
+pub const ROUTES: [(Method, &str, Endpoint); 15] = [
     (Method::POST, "/v1/subscriptions", Endpoint::CreateSubscription),
     (Method::GET, "/v1/subscriptions", Endpoint::ListSubscriptions),
     (Method::GET, "/v1/subscriptions/{id}", Endpoint::GetSubscription),
@@ -102,6 +106,11 @@ pub const ROUTES: [(Method, &str, Endpoint); 14] = [
         "/v1/subscriptions/{id}/deliveries/{eventId}/retry",
         Endpoint::RetryDelivery,
     ),
+    (
+        Method::POST,
+        "/v1/subscriptions/{id}/recover",
+        Endpoint::RecoverDeliveries,
+    ),
     (Method::GET, "/v1/auth-callback", Endpoint::GetAuthCallback),
     (Method::PUT, "/v1/auth-callback", Endpoint::PutAuthCallback),
     (Method::DELETE, "/v1/auth-callback", Endpoint::DeleteAuthCallback),
@@ -109,7 +118,7 @@ pub const ROUTES: [(Method, &str, Endpoint); 14] = [
 ];
 
 /// The merchant API's dependencies: the store (which also keeps the request counters), the
-/// deliveries queue (test events and manual retries), the URL policy, the auth callback
+/// deliveries queue (test events, manual retries and recoveries), the URL policy, the auth callback
 /// (for `/v1/auth-callback/test`), the clock and the rate limits.
 pub struct Api<S, Q> {
     store: S,
@@ -237,6 +246,7 @@ fn handler<S: Backend + 'static, Q: QueueSender + 'static>(
         Endpoint::SendTestEvent => on(filter, deliveries::send_test_event::<S, Q>),
         Endpoint::ListDeliveries => on(filter, deliveries::list::<S, Q>),
         Endpoint::RetryDelivery => on(filter, deliveries::retry::<S, Q>),
+        Endpoint::RecoverDeliveries => on(filter, recover::recover::<S, Q>),
         Endpoint::GetAuthCallback => on(filter, auth_callback::get::<S, Q>),
         Endpoint::PutAuthCallback => on(filter, auth_callback::put::<S, Q>),
         Endpoint::DeleteAuthCallback => on(filter, auth_callback::delete::<S, Q>),

@@ -5,8 +5,10 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use webhooks_domain::subscription::{MAX_DESCRIPTION_CHARS, SigningSecrets, validate_secret};
-use webhooks_domain::{EventName, IsoTime, Subscription};
+use webhooks_domain::subscription::{
+    MAX_DESCRIPTION_CHARS, MAX_RATE_LIMIT_PER_SECOND, SigningSecrets, validate_secret,
+};
+use webhooks_domain::{EndpointHealth, EventName, HealthStatus, IsoTime, Subscription};
 use webhooks_signing::standard::standard_webhooks_secret;
 use webhooks_storage::{Backend, Page, QueueSender, StoreError};
 
@@ -20,22 +22,26 @@ const MAX_CHANGE_ATTEMPTS: u32 = 5;
 
 /// `POST /v1/subscriptions`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CreateRequest {
     url: String,
     events: Option<Vec<String>>,
     description: Option<String>,
     secret: Option<String>,
+    /// 1 to 1000; left out for no limit.
+    rate_limit_per_second: Option<i64>,
 }
 
 /// `PATCH /v1/subscriptions/{id}`: at least one property.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct UpdateRequest {
     url: Option<String>,
     events: Option<Vec<String>>,
     description: Option<String>,
     enabled: Option<bool>,
+    /// 1 to 1000, or 0 to remove the limit (a body never holds `null`).
+    rate_limit_per_second: Option<i64>,
 }
 
 /// A subscription as the API shows it: no secret.
@@ -47,8 +53,42 @@ pub(crate) struct SubscriptionView {
     events: Vec<EventName>,
     description: String,
     enabled: bool,
+    /// `null` when the subscription has no rate limit.
+    rate_limit_per_second: Option<u32>,
+    health: HealthView,
     created_at: IsoTime,
     updated_at: IsoTime,
+}
+
+/// An endpoint's health as the API shows it (DESIGN section 4).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthView {
+    status: HealthStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<IsoTime>,
+    consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+}
+
+impl From<EndpointHealth> for HealthView {
+    fn from(health: EndpointHealth) -> Self {
+        // A run of failures too short to be `failing` has no `since` to show yet.
+        let since = match health.status {
+            HealthStatus::Healthy => None,
+            _ => health.since,
+        };
+        Self {
+            status: health.status,
+            since,
+            consecutive_failures: health.consecutive_failures,
+            last_error: health.last_error,
+            disabled_reason: health.disabled_reason,
+        }
+    }
 }
 
 impl From<Subscription> for SubscriptionView {
@@ -59,6 +99,8 @@ impl From<Subscription> for SubscriptionView {
             events: s.events,
             description: s.description,
             enabled: s.enabled,
+            rate_limit_per_second: s.rate_limit_per_second,
+            health: s.health.into(),
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -172,6 +214,33 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
         }
     }
 
+    /// Re-enabled by its merchant: the endpoint's health starts again from healthy (its
+    /// held deliveries stay held for a recover). A compare-and-swap, read again when deliver
+    /// changed the health meanwhile.
+    pub(crate) async fn reset_health(&self, mut subscription: Subscription) -> Result<Subscription, ApiError> {
+        for _ in 0..MAX_CHANGE_ATTEMPTS {
+            let reset = subscription.health.reset();
+            if reset == subscription.health {
+                return Ok(subscription);
+            }
+            let (merchant_id, id) = (&subscription.merchant_id, &subscription.id);
+            if self
+                .store
+                .record_health(merchant_id, id, &subscription.health, &reset)
+                .await?
+            {
+                subscription.health = reset;
+                return Ok(subscription);
+            }
+            subscription = self
+                .store
+                .get_subscription(merchant_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("subscription"))?;
+        }
+        Err(StoreError::VersionConflict.into())
+    }
+
     /// Refuses a URL the policy refuses. An allowed URL is kept as sent: deliveries check
     /// and parse that same text before each request.
     pub(crate) fn check_url(&self, url: &str) -> Result<(), ApiError> {
@@ -222,6 +291,19 @@ fn check_description(description: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A `rateLimitPerSecond` of 1 to [`MAX_RATE_LIMIT_PER_SECOND`] deliveries a second.
+fn check_rate_limit(per_second: i64) -> Result<u32, ApiError> {
+    u32::try_from(per_second)
+        .ok()
+        .filter(|limit| (1..=MAX_RATE_LIMIT_PER_SECOND).contains(limit))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_value",
+                format!("rateLimitPerSecond must be between 1 and {MAX_RATE_LIMIT_PER_SECOND}, not {per_second}"),
+            )
+        })
+}
+
 /// `POST /v1/subscriptions`: 201 with the subscription and its secret.
 pub(crate) async fn create<S: Backend + 'static, Q: QueueSender + 'static>(
     api: ApiState<S, Q>,
@@ -238,6 +320,7 @@ pub(crate) async fn create<S: Backend + 'static, Q: QueueSender + 'static>(
     if let Some(secret) = &request.secret {
         validate_secret(secret).map_err(|e| ApiError::unprocessable("invalid_secret", e.to_string()))?;
     }
+    let rate_limit_per_second = request.rate_limit_per_second.map(check_rate_limit).transpose()?;
     let now = api.now();
     let subscription = Subscription {
         id: Subscription::new_id(),
@@ -246,9 +329,11 @@ pub(crate) async fn create<S: Backend + 'static, Q: QueueSender + 'static>(
         events,
         description,
         enabled: true,
+        rate_limit_per_second,
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     let secrets = SigningSecrets::new(request.secret);
     api.store.create_subscription(&subscription, &secrets).await?;
@@ -293,10 +378,16 @@ pub(crate) async fn update<S: Backend + 'static, Q: QueueSender + 'static>(
         events,
         description,
         enabled,
+        rate_limit_per_second,
     } = request;
-    if url.is_none() && events.is_none() && description.is_none() && enabled.is_none() {
+    if url.is_none()
+        && events.is_none()
+        && description.is_none()
+        && enabled.is_none()
+        && rate_limit_per_second.is_none()
+    {
         return Err(ApiError::bad_request(
-            "give at least one of url, events, description, enabled",
+            "give at least one of url, events, description, enabled, rateLimitPerSecond",
         ));
     }
     if let Some(url) = &url {
@@ -306,6 +397,10 @@ pub(crate) async fn update<S: Backend + 'static, Q: QueueSender + 'static>(
     if let Some(description) = &description {
         check_description(description)?;
     }
+    // 0 removes the limit.
+    let rate_limit = rate_limit_per_second
+        .map(|per_second| (per_second != 0).then(|| check_rate_limit(per_second)).transpose())
+        .transpose()?;
     let now = api.now();
     let (subscription, _) = api
         .change_subscription(&caller, &id, |subscription, _| {
@@ -321,9 +416,16 @@ pub(crate) async fn update<S: Backend + 'static, Q: QueueSender + 'static>(
             if let Some(enabled) = enabled {
                 subscription.enabled = enabled;
             }
+            if let Some(rate_limit) = rate_limit {
+                subscription.rate_limit_per_second = rate_limit;
+            }
             subscription.updated_at = now;
         })
         .await?;
+    let subscription = match enabled {
+        Some(true) => api.reset_health(subscription).await?,
+        _ => subscription,
+    };
     tracing::info!(merchant_id = %caller.merchant_id, subscription_id = %id, "subscription updated");
     Ok(Json(subscription.into()))
 }

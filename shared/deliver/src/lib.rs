@@ -11,28 +11,33 @@
 //! can redrive it.
 
 mod answer;
+mod endpoint_health;
+mod rate_gate;
 mod webhook_request;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use webhooks_domain::health::{DEFAULT_DISABLE_AFTER, DEFAULT_PROBE_SLOTS};
 use webhooks_domain::{
-    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, IsoTime, RetrySchedule, UrlPolicy,
-    unix_millis,
+    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, HealthStatus, IsoTime, RetrySchedule,
+    SigningSecrets, Subscription, UrlPolicy, unix_millis,
 };
 use webhooks_outbound::OutboundClient;
 use webhooks_runtime::{BatchError, Budget, process_batch};
 use webhooks_storage::aws::SdkTimeouts;
 use webhooks_storage::ports::MAX_DELAY;
 use webhooks_storage::{
-    AttemptRecorded, DeliveryLog, HandOff, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender, StoreError,
-    SubscriptionStore,
+    AttemptRecorded, DeliveryLog, EndpointBreaker, HandOff, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender,
+    RequestCounters, StoreError, SubscriptionStore,
 };
 
 pub use crate::answer::{EXCERPT_BYTES, RESPONSE_READ_CAP_BYTES};
 
 use crate::answer::{Answer, describe, error_kind, excerpt, failure_kind, is_success};
+use crate::endpoint_health::Admission;
+use crate::rate_gate::RateGate;
 use crate::webhook_request::post_webhook;
 
 /// The `user-agent` of every webhook.
@@ -50,6 +55,22 @@ pub struct DeliverConfig {
     pub retry_schedule: RetrySchedule,
     /// One request, connect to last byte read.
     pub timeout: Duration,
+    /// How long an endpoint may fail before it is disabled.
+    pub disable_after: Duration,
+    /// Attempts that may reach a failing endpoint at once, across all containers.
+    pub probe_slots: u32,
+}
+
+impl Default for DeliverConfig {
+    /// The default schedule, 10 s requests, disabled after 5 days of failing, 2 probes.
+    fn default() -> Self {
+        Self {
+            retry_schedule: RetrySchedule::default(),
+            timeout: Duration::from_secs(10),
+            disable_after: DEFAULT_DISABLE_AFTER,
+            probe_slots: DEFAULT_PROBE_SLOTS,
+        }
+    }
 }
 
 /// Why a task must be left to SQS for redelivery.
@@ -77,6 +98,12 @@ pub enum TaskOutcome {
     Deferred(Duration),
     /// The subscription is gone or disabled: nothing sent.
     Skipped,
+    /// Over the subscription's `rateLimitPerSecond`: nothing sent, nothing recorded; the
+    /// task, its attempt number unchanged, comes back after this delay.
+    RateLimited(Duration),
+    /// Held back: the endpoint is failing and its probe slots are taken, or it was disabled
+    /// for failing. Kept, its attempt number unchanged, until it recovers or is recovered.
+    Held,
     /// The message was not a delivery task: it is in the DLQ.
     Malformed,
 }
@@ -88,6 +115,7 @@ pub struct Deliver<S, Q> {
     client: OutboundClient,
     config: DeliverConfig,
     clock: Arc<dyn Clock>,
+    rate_gate: RateGate,
 }
 
 /// The HTTP client every delivery shares: the outbound client with the webhooks'
@@ -96,7 +124,9 @@ pub fn http_client(policy: &UrlPolicy) -> OutboundClient {
     OutboundClient::new(*policy, USER_AGENT).expect("the webhook HTTP client builds")
 }
 
-impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver<S, Q> {
+impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + EndpointBreaker, Q: QueueSender>
+    Deliver<S, Q>
+{
     /// Deliver over these ports, with one HTTP client for all requests.
     pub fn new(store: S, deliveries: Q, client: OutboundClient, config: DeliverConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -105,6 +135,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             client,
             config,
             clock,
+            rate_gate: RateGate::default(),
         }
     }
 
@@ -170,20 +201,59 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             .store
             .get_subscription_with_secrets(&event.merchant_id, &task.subscription_id)
             .await?;
-        let Some((subscription, secrets)) = subscription.filter(|(s, _)| s.enabled) else {
+        let (subscription, secrets) = match subscription {
+            Some(found) if found.0.enabled => found,
+            // Disabled for failing: kept for its merchant to recover.
+            Some((disabled, _)) if disabled.health.status == HealthStatus::Disabled && !task.manual => {
+                self.hold(task, &disabled, now).await?;
+                return Ok(TaskOutcome::Held);
+            }
+            _ => return self.skip(task, now).await,
+        };
+        if let Some(held_back) = self.hold_back_over_rate(task, &subscription, now).await? {
+            return Ok(held_back);
+        }
+        let lease = match self
+            .admit(task, &subscription, now, self.config.timeout + RESERVE_AFTER_REQUEST)
+            .await?
+        {
+            Admission::Send(lease) => lease,
+            Admission::Held => return Ok(TaskOutcome::Held),
+        };
+        let outcome = self.attempt(task, &subscription, &secrets, now, budget).await;
+        self.release_slot(&subscription, lease).await;
+        outcome
+    }
+
+    /// Skips a task whose subscription is gone or disabled by its merchant.
+    async fn skip(&self, task: &DeliveryTask, now: IsoTime) -> Result<TaskOutcome, DeliverError> {
+        let event = &task.event;
+        {
             let attempt = self.attempt_record(task, now, AttemptOutcome::Skipped);
             self.store
                 .record_attempt_once(&attempt, DeliveryStatus::Skipped, None)
                 .await?;
             tracing::info!(event_id = %event.event_id, subscription_id = %task.subscription_id, "subscription gone or disabled: delivery skipped");
-            return Ok(TaskOutcome::Skipped);
-        };
+            Ok(TaskOutcome::Skipped)
+        }
+    }
 
+    /// Makes the request of an admitted task, records it, hands its retry off, and updates
+    /// the endpoint's health.
+    async fn attempt(
+        &self,
+        task: &DeliveryTask,
+        subscription: &Subscription,
+        secrets: &SigningSecrets,
+        now: IsoTime,
+        budget: Budget,
+    ) -> Result<TaskOutcome, DeliverError> {
+        let event = &task.event;
         let budget = budget.reserving(RESERVE_AFTER_REQUEST);
         let (answer, latency) = post_webhook(
             &self.client,
-            &subscription,
-            &secrets,
+            subscription,
+            secrets,
             task,
             now,
             budget,
@@ -233,6 +303,12 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             outcome = ?outcome,
             "delivery attempt"
         );
+        if outcome != TaskOutcome::AlreadyRecorded {
+            let error = attempt.status_code.map(|code| code.to_string());
+            let error = error.or_else(|| attempt.error.clone()).unwrap_or_default();
+            let succeeded = attempt.outcome == AttemptOutcome::Succeeded;
+            self.after_attempt(subscription, succeeded, &error, now).await;
+        }
         Ok(outcome)
     }
 
@@ -325,8 +401,12 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
     /// Records a merchant-asked retry: one attempt, outside the automatic chain (which goes
     /// on), never rescheduled; a success marks the delivery succeeded.
     async fn record_manual(&self, task: &DeliveryTask, attempt: &DeliveryAttempt) -> Result<TaskOutcome, StoreError> {
+        let succeeded = attempt.outcome == AttemptOutcome::Succeeded;
+        if task.recovery {
+            return self.record_recovered(attempt, succeeded).await;
+        }
         self.store.record_attempt(attempt).await?;
-        if attempt.outcome != AttemptOutcome::Succeeded {
+        if !succeeded {
             return Ok(TaskOutcome::ManualFailed);
         }
         let event = &task.event;
@@ -339,6 +419,20 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries, Q: QueueSender> Deliver
             )
             .await?;
         Ok(TaskOutcome::Delivered)
+    }
+
+    /// Records a recovery's attempt once, with the delivery's status: the recovery claimed it
+    /// (set it pending), and it is now succeeded, or failed again, for a later recovery.
+    async fn record_recovered(&self, attempt: &DeliveryAttempt, succeeded: bool) -> Result<TaskOutcome, StoreError> {
+        let status = match succeeded {
+            true => DeliveryStatus::Succeeded,
+            false => DeliveryStatus::Failed,
+        };
+        Ok(match self.store.record_attempt_once(attempt, status, None).await? {
+            AttemptRecorded::AlreadyRecorded => TaskOutcome::AlreadyRecorded,
+            AttemptRecorded::Recorded if succeeded => TaskOutcome::Delivered,
+            AttemptRecorded::Recorded => TaskOutcome::ManualFailed,
+        })
     }
 
     /// Puts `task` where it waits `delay`: the deliveries queue with that delay, up to SQS's

@@ -24,6 +24,10 @@ pub struct DeliveryTask {
     /// A merchant-asked retry: one attempt, never rescheduled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// A manual attempt sent by a recovery, which claimed the delivery (its status set to
+    /// pending): recorded once, with the delivery's status, succeeded or failed again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovery: bool,
 }
 
 impl DeliveryTask {
@@ -35,6 +39,7 @@ impl DeliveryTask {
             attempt: 1,
             not_before: None,
             manual: false,
+            recovery: false,
         }
     }
 
@@ -110,4 +115,7 @@ pub enum DeliveryStatus {
     Failed,
     /// The subscription was gone or disabled.
     Skipped,
+    /// Held back: its endpoint is failing or was disabled for failing. Kept in the
+    /// endpoint's held index until a probe succeeds, or until the merchant recovers it.
+    Held,
 }

@@ -58,6 +58,7 @@ impl fmt::Debug for Subscription {
             .field("events", &self.events)
             .field("description", &self.description)
             .field("enabled", &self.enabled)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("version", &self.version)
@@ -104,9 +105,11 @@ mod tests {
             events: vec![],
             description: String::new(),
             enabled: true,
+            rate_limit_per_second: None,
             created_at: at,
             updated_at: at,
             version: 2,
+            health: Default::default(),
         };
         let config = AuthCallbackConfig {
             url: subscription.url.clone(),

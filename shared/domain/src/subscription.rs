@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::Duration;
 
 use crate::event::{EventName, IsoTime};
+use crate::health::EndpointHealth;
 use crate::merchant::random_hex;
 
 /// The shortest secret a merchant may choose, in characters.
@@ -13,6 +14,8 @@ pub const MIN_SECRET_CHARS: usize = 16;
 pub const MAX_SECRET_CHARS: usize = 128;
 /// The longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
+/// The highest `rateLimitPerSecond` a subscription may set.
+pub const MAX_RATE_LIMIT_PER_SECOND: u32 = 1000;
 /// How long a rotated-out secret keeps signing the Standard Webhooks headers.
 pub const PREVIOUS_SECRET_GRACE: Duration = Duration::hours(24);
 
@@ -32,6 +35,11 @@ pub struct Subscription {
     pub description: String,
     /// Disabled subscriptions receive nothing; pending deliveries are skipped.
     pub enabled: bool,
+    /// At most this many deliveries a second reach its endpoint, across all containers
+    /// (1 to [`MAX_RATE_LIMIT_PER_SECOND`]); `None`: no limit. Stored subscriptions
+    /// without it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<u32>,
     /// When it was created.
     pub created_at: IsoTime,
     /// When it last changed.
@@ -41,6 +49,10 @@ pub struct Subscription {
     /// undo each other. New subscriptions start at 0; so do items stored before versions.
     #[serde(default)]
     pub version: u64,
+    /// Its endpoint's health. Kept by the store beside the subscription (so deliver can
+    /// change it without a versioned replace), never inside its stored document.
+    #[serde(default, skip_serializing)]
+    pub health: EndpointHealth,
 }
 
 impl Subscription {
@@ -166,5 +178,22 @@ mod tests {
             assert_eq!(validate_secret(bad), Err(BadSecret), "{bad:?}");
         }
         assert_eq!(validate_secret(&"x".repeat(129)), Err(BadSecret));
+    }
+
+    #[test]
+    fn a_rate_limit_is_stored_as_rate_limit_per_second_and_absent_means_none() {
+        let stored = serde_json::json!({
+            "id": "sub_1", "merchantId": "m_1", "url": "https://merchant.example/hook",
+            "events": ["crypto_delivered"], "description": "", "enabled": true,
+            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+        });
+        let mut subscription: Subscription = serde_json::from_value(stored).unwrap();
+        assert_eq!(subscription.rate_limit_per_second, None, "stored before rate limits");
+        let document = serde_json::to_value(&subscription).unwrap();
+        assert!(document.get("rateLimitPerSecond").is_none(), "left out: {document}");
+        subscription.rate_limit_per_second = Some(5);
+        let document = serde_json::to_value(&subscription).unwrap();
+        assert_eq!(document["rateLimitPerSecond"], 5);
+        assert_eq!(serde_json::from_value::<Subscription>(document).unwrap(), subscription);
     }
 }

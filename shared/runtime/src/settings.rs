@@ -7,6 +7,7 @@ use std::time::Duration;
 use webhooks_domain::auth::{
     DEFAULT_AUTH_CALLBACK_TIMEOUT_MS, MAX_AUTH_CALLBACK_TIMEOUT_MS, MIN_AUTH_CALLBACK_TIMEOUT_MS,
 };
+use webhooks_domain::health::DEFAULT_PROBE_SLOTS;
 use webhooks_domain::retry::RetryScheduleError;
 use webhooks_domain::{RetrySchedule, UrlPolicy};
 
@@ -33,6 +34,12 @@ pub struct Settings {
     pub auth_callback_timeout_ms: u64,
     /// `WEBHOOKS_ALLOW_HTTP` and `WEBHOOKS_ALLOW_PRIVATE_URLS` (true locally, false in Lambda).
     pub url_policy: UrlPolicy,
+    /// How long an endpoint may fail before it is disabled (`WEBHOOKS_DISABLE_AFTER`, a
+    /// number and a unit `s`, `m`, `h` or `d`; default `5d`).
+    pub disable_after: Duration,
+    /// Attempts that may reach a failing endpoint at once, across all containers
+    /// (`WEBHOOKS_PROBE_SLOTS`, default 2, 1 to 10).
+    pub probe_slots: u32,
     /// How long events and attempts are kept (`WEBHOOKS_RETENTION_DAYS`, default 30).
     pub retention_days: u32,
     /// `WEBHOOKS_LOG_FORMAT`: `json` (Lambda default) or `text` (local default).
@@ -115,8 +122,18 @@ impl Settings {
         let log_format = log_text
             .parse()
             .map_err(|reason| invalid("WEBHOOKS_LOG_FORMAT", log_text.clone(), reason))?;
+        let disable_text = parse("WEBHOOKS_DISABLE_AFTER", "5d")?;
+        let disable_after = parse_span(&disable_text).ok_or_else(|| {
+            invalid(
+                "WEBHOOKS_DISABLE_AFTER",
+                disable_text.clone(),
+                "expected e.g. 5d, 36h or 90m".into(),
+            )
+        })?;
         Ok(Settings {
             retry_schedule,
+            disable_after,
+            probe_slots: number("WEBHOOKS_PROBE_SLOTS", u64::from(DEFAULT_PROBE_SLOTS), 1..=10)? as u32,
             delivery_timeout_ms: number("WEBHOOKS_DELIVERY_TIMEOUT_MS", 10_000, 100..=900_000)?,
             auth_callback_timeout_ms: number(
                 "WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS",
@@ -159,6 +176,21 @@ impl Settings {
     }
 }
 
+/// A span of time written as a number and a unit, `s`, `m`, `h` or `d`: `5d`, `36h`. Not zero.
+fn parse_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let seconds = number.parse::<u64>().ok()?.checked_mul(seconds_per_unit)?;
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

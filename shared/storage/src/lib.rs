@@ -20,9 +20,10 @@ mod sealed;
 pub use error::{Entity, StoreError};
 pub use page::{CursorCodec, Page, PageRequest};
 pub use ports::{
-    AttemptRecorded, AuthCallbackStore, Backend, DeliveryLog, EventStore, HandOff, MerchantStore, OutgoingMessage,
-    ParkedRetries, ParkedTask, Queue, QueueReceiver, QueueSender, ReceivedMessage, Recorded, RequestCounters,
-    SecretsAtRest, SubscriptionStore,
+    AttemptRecorded, AuthCallbackStore, Backend, ClaimedDelivery, DeliveryLog, DeliveryRecovery, EndpointBreaker,
+    EventStore, HandOff, HeldTask, LogPosition, MerchantStore, OutgoingMessage, ParkedRetries, ParkedTask, Queue,
+    QueueReceiver, QueueSender, ReceivedMessage, Recorded, RecoveryPage, RecoveryScope, RequestCounters, SecretsAtRest,
+    SubscriptionStore,
 };
 pub use rules::due_index::DUE_INDEX_SHARDS;
 pub use rules::retention::DEFAULT_RETENTION;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use webhooks_domain::{
-    AuthCallbackConfig, DeliveryAttempt, DeliveryStatus, EventName, Merchant, PlatformEvent, SigningSecrets,
-    Subscription,
+    AuthCallbackConfig, DeliveryAttempt, DeliveryStatus, EndpointHealth, EventName, Merchant, PlatformEvent,
+    SigningSecrets, Subscription,
 };
 
 use crate::StoreError;
@@ -74,6 +74,17 @@ pub trait SubscriptionStore: Send + Sync {
         subscription: &Subscription,
         secrets: &SigningSecrets,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the endpoint's health beside the subscription if it is still `read` (a
+    /// compare-and-swap: deliver changes it from many containers at once). `false` when it
+    /// changed meanwhile (read it again) or the subscription is gone. A replace of the
+    /// subscription leaves its health alone.
+    fn record_health(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+        read: &EndpointHealth,
+        next: &EndpointHealth,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes one; `false` when there was none.
     fn delete_subscription(
         &self,
@@ -158,6 +169,85 @@ pub trait DeliveryLog: Send + Sync {
     ) -> impl Future<Output = Result<Option<DeliveryStatus>, StoreError>> + Send;
 }
 
+/// What a recovery claims: the deliveries to one subscription whose first attempt was made
+/// from `since_ms` (included) to `until_ms` (excluded), if their status is one of `statuses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryScope<'a> {
+    /// The subscription's merchant.
+    pub merchant_id: &'a str,
+    /// The subscription.
+    pub subscription_id: &'a str,
+    /// The window's start, in unix milliseconds, included.
+    pub since_ms: i64,
+    /// The window's end, in unix milliseconds, excluded.
+    pub until_ms: i64,
+    /// The statuses a delivery is claimed from (`webhooks_domain::RECOVERABLE`).
+    pub statuses: &'a [DeliveryStatus],
+}
+
+/// A delivery a recovery claimed: its status was one of the scope's and is now pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    /// The event delivered.
+    pub event_id: String,
+    /// The number its new attempt takes: one after the highest recorded by
+    /// [`DeliveryLog::record_attempt_once`].
+    pub attempt: u32,
+    /// Its status before the claim, to put back should its attempt not be queued.
+    pub previous: DeliveryStatus,
+}
+
+/// A place in a subscription's attempt log: where a recovery's next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    at_ms: i64,
+    sort_key: String,
+}
+
+impl LogPosition {
+    /// The position of the attempt whose sort key is `sort_key`, made at `at_ms`.
+    pub(crate) fn new(at_ms: i64, sort_key: String) -> Self {
+        Self { at_ms, sort_key }
+    }
+
+    /// When the last attempt read was made, in unix milliseconds: a later recovery whose
+    /// window starts there misses nothing after it.
+    pub fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+
+    /// The last attempt's sort key: the next page starts after it.
+    pub(crate) fn sort_key(&self) -> &str {
+        &self.sort_key
+    }
+}
+
+/// One page of a recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPage {
+    /// The deliveries claimed, oldest first attempt first.
+    pub claimed: Vec<ClaimedDelivery>,
+    /// Where the next page starts; `None` once the window's log is read to its end.
+    pub next: Option<LogPosition>,
+}
+
+/// Recovering a subscription's failed deliveries: finding them in its attempt log, oldest
+/// first, and claiming each once.
+pub trait DeliveryRecovery: Send + Sync {
+    /// Reads at most `limit` attempts of the subscription's log in the scope's window,
+    /// oldest first, after `after` (the previous page's `next`), and claims each delivery
+    /// whose first attempt is among them and whose status is one of the scope's: its status
+    /// becomes pending, in a write conditional on the status read, so that of recoveries
+    /// running at once exactly one claims it, and a claimed delivery is not claimed again
+    /// until its new attempt has failed (`DeliveryTask::recovery`).
+    fn claim_for_recovery(
+        &self,
+        scope: &RecoveryScope<'_>,
+        after: Option<&LogPosition>,
+        limit: usize,
+    ) -> impl Future<Output = Result<RecoveryPage, StoreError>> + Send;
+}
+
 /// Each merchant's auth-callback configuration.
 pub trait AuthCallbackStore: Send + Sync {
     /// The merchant's configuration, if any, its credentials opened.
@@ -182,6 +272,55 @@ pub trait SecretsAtRest: Send + Sync {
     /// configuration, each with a compare-and-swap of its stored document: an item changed
     /// meanwhile is left as its writer sealed it. Returns how many items were re-sealed.
     fn reseal_merchant(&self, merchant_id: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// A delivery held back while its endpoint fails (or after it was disabled for failing),
+/// until a probe succeeds or its merchant recovers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldTask {
+    /// Its place among the endpoint's held tasks: when it was held first, then its key.
+    pub sort_key: String,
+    /// The task, as a deliveries-queue message body.
+    pub body: String,
+}
+
+impl HeldTask {
+    /// The task named `task_key`, held at `held_at_ms`.
+    pub fn new(held_at_ms: i64, task_key: &str, body: String) -> Self {
+        Self {
+            sort_key: crate::rules::due_index::due_sort_key(held_at_ms, task_key),
+            body,
+        }
+    }
+}
+
+/// What keeps a failing endpoint from being hammered (DESIGN section 3, endpoint health):
+/// a few probe slots taken across all containers, and an index of the deliveries held back
+/// meanwhile, per endpoint (`{merchantId}#{subscriptionId}`).
+pub trait EndpointBreaker: Send + Sync {
+    /// Takes one of the endpoint's `slots` probe slots for `lease` until `until_ms`; a slot
+    /// whose lease ran out by `now_ms` is free. Whether one was free.
+    fn take_probe_slot(
+        &self,
+        endpoint: &str,
+        slots: u32,
+        lease: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Frees the slot `lease` holds, if it still does.
+    fn release_probe_slot(&self, endpoint: &str, lease: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Holds a task until the endpoint recovers; held tasks expire after the store's retention.
+    fn hold(&self, endpoint: &str, task: &HeldTask, now_ms: i64)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The endpoint's held tasks, held first first, at most `limit`.
+    fn held_tasks(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<HeldTask>, StoreError>> + Send;
+    /// Removes held tasks that were passed on.
+    fn unhold(&self, endpoint: &str, tasks: &[HeldTask]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A delivery task parked until it is due.
@@ -380,11 +519,27 @@ impl<T: QueueSender + QueueReceiver> Queue for T {}
 
 /// Everything a whole stack needs from one backend.
 pub trait Backend:
-    MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries + RequestCounters
+    MerchantStore
+    + SubscriptionStore
+    + EventStore
+    + DeliveryLog
+    + AuthCallbackStore
+    + ParkedRetries
+    + RequestCounters
+    + EndpointBreaker
+    + DeliveryRecovery
 {
 }
 impl<
-    T: MerchantStore + SubscriptionStore + EventStore + DeliveryLog + AuthCallbackStore + ParkedRetries + RequestCounters,
+    T: MerchantStore
+        + SubscriptionStore
+        + EventStore
+        + DeliveryLog
+        + AuthCallbackStore
+        + ParkedRetries
+        + RequestCounters
+        + EndpointBreaker
+        + DeliveryRecovery,
 > Backend for T
 {
 }

@@ -26,6 +26,7 @@ fn deliver(api: &TestApi) -> Deliver<EmbeddedStore, EmbeddedQueue> {
     let config = DeliverConfig {
         retry_schedule: RetrySchedule::default(),
         timeout: Duration::from_secs(5),
+        ..DeliverConfig::default()
     };
     Deliver::new(
         api.store.clone(),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use webhooks_api::{Endpoint, ROUTES};
-use webhooks_domain::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, EventName, PlatformEvent};
+use webhooks_domain::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, EventName, IsoTime, PlatformEvent};
 use webhooks_storage::{AuthCallbackStore, DeliveryLog, EventStore, QueueReceiver, SubscriptionStore};
 
 use crate::errors::concrete;
@@ -92,9 +92,14 @@ async fn merchant_b_cannot_see_or_change_anything_of_merchant_a(t: Transport) {
                 reply.expect(404);
                 assert_eq!(reply.code(), "not_found", "{method} {path}");
             }
-            Endpoint::UpdateSubscription | Endpoint::SendTestEvent => {
+            Endpoint::UpdateSubscription | Endpoint::SendTestEvent | Endpoint::RecoverDeliveries => {
                 let body = match endpoint {
                     Endpoint::UpdateSubscription => json!({ "url": "https://b.example.com/stolen", "enabled": false }),
+                    // A window around A's failed delivery.
+                    Endpoint::RecoverDeliveries => json!({
+                        "since": IsoTime::new(event.time_stamp.instant() - time::Duration::hours(1)),
+                        "until": IsoTime::new(event.time_stamp.instant() + time::Duration::hours(1)),
+                    }),
                     _ => json!({ "eventName": "payment_received" }),
                 };
                 let reply = b(Some(body)).await;
@@ -133,4 +138,9 @@ async fn merchant_b_cannot_see_or_change_anything_of_merchant_a(t: Transport) {
     }
     assert_eq!(snapshot(&api, id).await, before);
     assert!(api.queued_tasks().await.is_empty());
+    assert_eq!(
+        api.store.delivery_status(&event.event_id, id).await.unwrap(),
+        Some(DeliveryStatus::Failed),
+        "not claimed by B's recovery"
+    );
 }

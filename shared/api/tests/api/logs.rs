@@ -84,6 +84,7 @@ async fn no_log_line_holds_a_secret_an_api_key_or_a_credential() {
     let config = DeliverConfig {
         retry_schedule: RetrySchedule::default(),
         timeout: Duration::from_secs(5),
+        ..DeliverConfig::default()
     };
     let deliver = Deliver::new(
         api.store.clone(),

@@ -11,10 +11,12 @@
 mod auth_callbacks;
 mod connection;
 mod delivery_log;
+mod endpoint_breaker;
 mod events;
 mod merchants;
 mod parked_retries;
 mod queue;
+mod recovery;
 mod request_counters;
 mod retention;
 mod schema;

@@ -10,11 +10,12 @@ use crate::rules::retention::{expires_at_ms, retention_days};
 use crate::rules::unix_time::now_ms;
 
 /// One delete per table with an expiry: what has expired at `?1` (`rules::retention::is_expired`).
-const PURGES: [&str; 4] = [
+const PURGES: [&str; 5] = [
     "DELETE FROM events WHERE expires_at_ms <= ?1",
     "DELETE FROM attempts WHERE expires_at_ms <= ?1",
     "DELETE FROM delivery_status WHERE expires_at_ms <= ?1",
     "DELETE FROM request_counts WHERE expires_at_ms <= ?1",
+    "DELETE FROM held_deliveries WHERE expires_at_ms <= ?1",
 ];
 
 impl EmbeddedStore {

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS merchants (id TEXT PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, merchant_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
     merchant_id TEXT NOT NULL, id TEXT NOT NULL, enabled INTEGER NOT NULL,
-    events TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (merchant_id, id));
+    events TEXT NOT NULL, json TEXT NOT NULL, health TEXT, PRIMARY KEY (merchant_id, id));
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY, json TEXT NOT NULL, fanned_out INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL, lease_until_ms INTEGER NOT NULL);
@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS request_counts (
 CREATE TABLE IF NOT EXISTS parked_retries (
     shard INTEGER NOT NULL, sort_key TEXT NOT NULL, due_ms INTEGER NOT NULL, body TEXT NOT NULL,
     dead_letter_reason TEXT, PRIMARY KEY (shard, sort_key));
+CREATE TABLE IF NOT EXISTS probe_slots (
+    endpoint TEXT NOT NULL, slot INTEGER NOT NULL, lease TEXT NOT NULL, lease_until_ms INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, slot));
+CREATE TABLE IF NOT EXISTS held_deliveries (
+    endpoint TEXT NOT NULL, sort_key TEXT NOT NULL, body TEXT NOT NULL, expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, sort_key));
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, message_id TEXT NOT NULL,
     body TEXT NOT NULL, visible_at_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,
@@ -52,6 +58,7 @@ CREATE INDEX IF NOT EXISTS events_expiry ON events (expires_at_ms);
 CREATE INDEX IF NOT EXISTS attempts_expiry ON attempts (expires_at_ms);
 CREATE INDEX IF NOT EXISTS delivery_status_expiry ON delivery_status (expires_at_ms);
 CREATE INDEX IF NOT EXISTS request_counts_expiry ON request_counts (expires_at_ms);
+CREATE INDEX IF NOT EXISTS held_deliveries_expiry ON held_deliveries (expires_at_ms);
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at_ms);
 CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
 CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
@@ -73,6 +80,7 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
     }
     add_column_if_missing(&tx, "delivery_status", "last_attempt", "INTEGER NOT NULL DEFAULT 0")?;
     add_column_if_missing(&tx, "messages", "sent_at_ms", "INTEGER NOT NULL DEFAULT 0")?;
+    add_column_if_missing(&tx, "subscriptions", "health", "TEXT")?;
     tx.execute_batch(INDEXES)?;
     // Two v4 UUIDs: 244 bits from the OS generator; kept so cursors survive restarts.
     let fresh: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]

@@ -2,7 +2,7 @@
 
 use rusqlite::params;
 use serde_json::Value;
-use webhooks_domain::{EventName, SigningSecrets, Subscription};
+use webhooks_domain::{EndpointHealth, EventName, SigningSecrets, Subscription};
 
 use super::EmbeddedStore;
 use super::connection::to_json;
@@ -11,6 +11,9 @@ use crate::ports::SubscriptionStore;
 use crate::rules::write_conditions::{Precondition, VersionedReplace};
 use crate::sealed;
 use crate::{Entity, StoreError};
+
+/// A row's document with its endpoint health (the `health` column) put in, as selected.
+const DOCUMENT: &str = "CASE WHEN health IS NULL THEN json ELSE json_set(json, '$.health', json(health)) END";
 
 /// The `events` column of a subscription: `,name,name,`, so that `instr(events, ',name,')`
 /// finds one.
@@ -39,8 +42,8 @@ impl SubscriptionStore for EmbeddedStore {
         merchant_id: &str,
         subscription_id: &str,
     ) -> Result<Option<Subscription>, StoreError> {
-        let sql = "SELECT json FROM subscriptions WHERE merchant_id = ?1 AND id = ?2";
-        self.db.fetch("subscriptions.get", sql, [merchant_id, subscription_id])
+        let sql = format!("SELECT {DOCUMENT} FROM subscriptions WHERE merchant_id = ?1 AND id = ?2");
+        self.db.fetch("subscriptions.get", &sql, [merchant_id, subscription_id])
     }
 
     async fn get_subscription_with_secrets(
@@ -48,10 +51,10 @@ impl SubscriptionStore for EmbeddedStore {
         merchant_id: &str,
         subscription_id: &str,
     ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
-        let sql = "SELECT json FROM subscriptions WHERE merchant_id = ?1 AND id = ?2";
+        let sql = format!("SELECT {DOCUMENT} FROM subscriptions WHERE merchant_id = ?1 AND id = ?2");
         let document: Option<Value> = self
             .db
-            .fetch("subscriptions.get", sql, [merchant_id, subscription_id])?;
+            .fetch("subscriptions.get", &sql, [merchant_id, subscription_id])?;
         match document {
             Some(document) => Ok(Some(sealed::open_subscription(&self.keyring, &document).await?)),
             None => Ok(None),
@@ -59,10 +62,12 @@ impl SubscriptionStore for EmbeddedStore {
     }
 
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
-        let sql = "SELECT id, json FROM subscriptions WHERE (?1 IS NULL OR id > ?1) AND merchant_id = ?3 \
-                   ORDER BY id LIMIT ?2";
+        let sql = format!(
+            "SELECT id, {DOCUMENT} FROM subscriptions WHERE (?1 IS NULL OR id > ?1) AND merchant_id = ?3 \
+             ORDER BY id LIMIT ?2"
+        );
         let scope = format!("subscriptions:{merchant_id}");
-        self.db.list("subscriptions.list", &scope, &page, sql, &[&merchant_id])
+        self.db.list("subscriptions.list", &scope, &page, &sql, &[&merchant_id])
     }
 
     async fn update_subscription(
@@ -97,6 +102,21 @@ impl SubscriptionStore for EmbeddedStore {
         })
     }
 
+    async fn record_health(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+        read: &EndpointHealth,
+        next: &EndpointHealth,
+    ) -> Result<bool, StoreError> {
+        // A row that never failed has no health: it is at the clean one.
+        let sql = "UPDATE subscriptions SET health = ?3 WHERE merchant_id = ?1 AND id = ?2 \
+                   AND ifnull(health, ?5) = ?4";
+        let clean = to_json(&EndpointHealth::default())?;
+        let row = params![merchant_id, subscription_id, to_json(next)?, to_json(read)?, clean];
+        Ok(self.db.exec("subscriptions.record_health", sql, row)? > 0)
+    }
+
     async fn delete_subscription(&self, merchant_id: &str, subscription_id: &str) -> Result<bool, StoreError> {
         let sql = "DELETE FROM subscriptions WHERE merchant_id = ?1 AND id = ?2";
         Ok(self
@@ -111,12 +131,14 @@ impl SubscriptionStore for EmbeddedStore {
         event: EventName,
         page: PageRequest,
     ) -> Result<Page<Subscription>, StoreError> {
-        let sql = "SELECT id, json FROM subscriptions WHERE (?1 IS NULL OR id > ?1) AND merchant_id = ?3 \
-                   AND enabled = 1 AND instr(events, ?4) > 0 ORDER BY id LIMIT ?2";
+        let sql = format!(
+            "SELECT id, {DOCUMENT} FROM subscriptions WHERE (?1 IS NULL OR id > ?1) AND merchant_id = ?3 \
+             AND enabled = 1 AND instr(events, ?4) > 0 ORDER BY id LIMIT ?2"
+        );
         let scope = format!("subscriptions-for-event:{merchant_id}:{event}");
         let needle = format!(",{event},");
         self.db
-            .list("subscriptions.for_event", &scope, &page, sql, &[&merchant_id, &needle])
+            .list("subscriptions.for_event", &scope, &page, &sql, &[&merchant_id, &needle])
     }
 }
 

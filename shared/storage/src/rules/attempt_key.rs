@@ -7,6 +7,9 @@
 //! order is numeric order (times before 1970 clamp to 0). `#` sorts below every character
 //! an event id may hold (ASCII letters, digits, `._:-`), so a shorter id sorts before the
 //! longer ones it begins.
+//!
+//! Read ascending, a time range of it is oldest first: a recovery reads its window
+//! ([`attempt_key_range`]) and takes each key apart again ([`parse_attempt_sort_key`]).
 
 use webhooks_domain::DeliveryAttempt;
 
@@ -21,6 +24,39 @@ pub(crate) fn attempt_sort_key(attempt: &DeliveryAttempt) -> String {
         attempt.event_id,
         attempt.attempt
     )
+}
+
+/// The first and the last sort key (both included) of the attempts made from `since_ms`
+/// (included) to `until_ms` (excluded), for a key range condition (DynamoDB's `BETWEEN`):
+/// `$` sorts just above `#`, so `{until_ms - 1}$` is above every key of that millisecond
+/// and below every later one.
+pub(crate) fn attempt_key_range(since_ms: i64, until_ms: i64) -> (String, String) {
+    let first = format!("{ATTEMPT_KEY_PREFIX}{:013}", since_ms.max(0));
+    let last = format!("{ATTEMPT_KEY_PREFIX}{:013}$", (until_ms - 1).max(0));
+    (first, last)
+}
+
+/// What an attempt sort key says: when the attempt was made, of which event, its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttemptKey<'a> {
+    /// When it was made, in unix milliseconds (clamped at 0).
+    pub(crate) at_ms: i64,
+    /// The event delivered.
+    pub(crate) event_id: &'a str,
+    /// The attempt number.
+    pub(crate) attempt: u32,
+}
+
+/// Reads an attempt sort key back; `None` if `key` is not one.
+pub(crate) fn parse_attempt_sort_key(key: &str) -> Option<AttemptKey<'_>> {
+    let rest = key.strip_prefix(ATTEMPT_KEY_PREFIX)?;
+    let (millis, rest) = rest.split_once('#')?;
+    let (event_id, attempt) = rest.rsplit_once('#')?;
+    Some(AttemptKey {
+        at_ms: millis.parse().ok()?,
+        event_id,
+        attempt: attempt.parse().ok()?,
+    })
 }
 
 /// Whether attempt number `attempt` of a delivery is still to be recorded, given the
@@ -82,6 +118,43 @@ mod tests {
         sorted.sort_by(|a, b| b.cmp(a));
         assert_eq!(sorted, keys);
         assert!(keys.iter().all(|key| key.starts_with(ATTEMPT_KEY_PREFIX)));
+    }
+
+    #[test]
+    fn a_key_reads_back_as_time_event_and_attempt() {
+        let key = attempt_sort_key(&attempt("evt_1:a.b-c", 12, 1_700_000_000_123));
+        assert_eq!(
+            parse_attempt_sort_key(&key),
+            Some(AttemptKey {
+                at_ms: 1_700_000_000_123,
+                event_id: "evt_1:a.b-c",
+                attempt: 12
+            })
+        );
+        for not_a_key in [
+            "",
+            "ATTEMPT#",
+            "ATTEMPT#1700000000123#evt_1",
+            "SUB#1#evt#1",
+            "ATTEMPT#x#evt_1#00001",
+        ] {
+            assert_eq!(parse_attempt_sort_key(not_a_key), None, "{not_a_key}");
+        }
+    }
+
+    #[test]
+    fn the_key_range_holds_the_attempts_from_since_up_to_before_until() {
+        let (first, last) = attempt_key_range(2_000, 5_000);
+        let inside = |at_ms| {
+            let key = attempt_sort_key(&attempt("evt_1", 1, at_ms));
+            first <= key && key <= last
+        };
+        assert!(!inside(1_999));
+        assert!(inside(2_000));
+        assert!(inside(4_999));
+        assert!(!inside(5_000));
+        let longest_id = attempt_sort_key(&attempt(&"z".repeat(128), 99_999, 4_999));
+        assert!(longest_id <= last);
     }
 
     #[test]

@@ -98,9 +98,11 @@ mod tests {
             events: EventName::ALL.to_vec(),
             description: String::new(),
             enabled: true,
+            rate_limit_per_second: None,
             created_at,
             updated_at: created_at,
             version: 3,
+            health: Default::default(),
         };
         let replace = VersionedReplace::of(&read_at_3);
         assert_eq!(replace.read, 3);
@@ -108,6 +110,7 @@ mod tests {
         assert_eq!(
             Subscription {
                 version: 3,
+                health: Default::default(),
                 ..replace.next.clone()
             },
             read_at_3

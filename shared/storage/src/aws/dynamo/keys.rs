@@ -59,3 +59,13 @@ pub(super) fn limit_pk(key: &str) -> String {
 pub(super) fn window_sk(window_start_ms: i64) -> String {
     format!("WINDOW#{:013}", window_start_ms.max(0))
 }
+
+/// The partition of a failing endpoint's probe slots (`{merchantId}#{subscriptionId}`).
+pub(super) fn probe_pk(endpoint: &str) -> String {
+    format!("PROBE#{endpoint}")
+}
+
+/// The partition of the deliveries held back from an endpoint.
+pub(super) fn held_pk(endpoint: &str) -> String {
+    format!("HELD#{endpoint}")
+}

@@ -3,10 +3,12 @@
 
 mod auth_callbacks;
 mod delivery_log;
+mod endpoint_breaker;
 mod events;
 mod keys;
 mod merchants;
 mod parked_retries;
+mod recovery;
 mod request_counters;
 mod secrets_at_rest;
 mod subscriptions;
@@ -137,6 +139,16 @@ impl DynamoStore {
         query: PageQuery<'_>,
         page: &PageRequest,
     ) -> Result<Page<T>, StoreError> {
+        self.query_page_with(query, page, data).await
+    }
+
+    /// [`DynamoStore::query_page`], each item decoded by `decode`.
+    async fn query_page_with<T>(
+        &self,
+        query: PageQuery<'_>,
+        page: &PageRequest,
+        decode: impl Fn(&Item) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
         let mut start_key = match &page.cursor {
             Some(cursor) => {
                 let sk = self.cursors.open(query.scope, cursor)?;
@@ -179,7 +191,7 @@ impl DynamoStore {
             Some(last) if more => Some(self.cursors.seal(query.scope, string_attr(last, "sk")?)),
             _ => None,
         };
-        let items = items.iter().map(data).collect::<Result<_, _>>()?;
+        let items = items.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 }

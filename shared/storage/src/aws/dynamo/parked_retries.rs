@@ -70,8 +70,23 @@ impl ParkedRetries for DynamoStore {
     }
 
     async fn unpark(&self, tasks: &[ParkedTask]) -> Result<(), StoreError> {
-        for chunk in tasks.chunks(MAX_BATCH_WRITE_ITEMS) {
-            let mut requests: Vec<WriteRequest> = chunk.iter().map(delete_request).collect::<Result<_, _>>()?;
+        let keys: Vec<(String, String)> = tasks
+            .iter()
+            .map(|task| (due_pk(task.shard), task.sort_key.clone()))
+            .collect();
+        self.batch_delete("dynamodb.unpark", &keys).await
+    }
+}
+
+impl DynamoStore {
+    /// Deletes the items at `keys` (pk, sk), 25 to a `BatchWriteItem`, sending unprocessed
+    /// deletes again up to [`UNPROCESSED_ROUNDS`] times.
+    pub(super) async fn batch_delete(&self, op: &'static str, keys: &[(String, String)]) -> Result<(), StoreError> {
+        for chunk in keys.chunks(MAX_BATCH_WRITE_ITEMS) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|(pk, sk)| delete_request(op, pk, sk))
+                .collect::<Result<_, _>>()?;
             for _ in 0..UNPROCESSED_ROUNDS {
                 let output = self
                     .client
@@ -79,7 +94,7 @@ impl ParkedRetries for DynamoStore {
                     .request_items(&self.table, requests)
                     .send()
                     .await
-                    .map_err(|e| backend("dynamodb.unpark", e))?;
+                    .map_err(|e| backend(op, e))?;
                 requests = output
                     .unprocessed_items
                     .and_then(|mut unprocessed| unprocessed.remove(&self.table))
@@ -90,7 +105,7 @@ impl ParkedRetries for DynamoStore {
             }
             if !requests.is_empty() {
                 return Err(StoreError::backend(
-                    "dynamodb.unpark",
+                    op,
                     format!("{} deletes left unprocessed", requests.len()),
                 ));
             }
@@ -99,12 +114,12 @@ impl ParkedRetries for DynamoStore {
     }
 }
 
-/// The delete of one parked task's item.
-fn delete_request(task: &ParkedTask) -> Result<WriteRequest, StoreError> {
+/// The delete of the item at (`pk`, `sk`).
+fn delete_request(op: &'static str, pk: &str, sk: &str) -> Result<WriteRequest, StoreError> {
     let delete = DeleteRequest::builder()
-        .key("pk", AttributeValue::S(due_pk(task.shard)))
-        .key("sk", AttributeValue::S(task.sort_key.clone()))
+        .key("pk", AttributeValue::S(pk.to_owned()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
         .build()
-        .map_err(|e| StoreError::backend("dynamodb.unpark", e))?;
+        .map_err(|e| StoreError::backend(op, e))?;
     Ok(WriteRequest::builder().delete_request(delete).build())
 }

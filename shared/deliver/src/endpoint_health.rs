@@ -1,0 +1,267 @@
+//! Endpoint health in deliver (DESIGN section 3): the circuit breaker around one attempt.
+//!
+//! Before an attempt to a failing endpoint, a probe slot must be taken (at most
+//! [`DeliverConfig::probe_slots`](crate::DeliverConfig) across all containers); without
+//! one the task is held in the endpoint's held index, its attempt number kept, at the cost
+//! of one write. After the attempt the endpoint's health is updated (a compare-and-swap
+//! beside the subscription; nothing is written while a healthy endpoint keeps succeeding).
+//! A success of a failing endpoint releases its held tasks to the queue, oldest first, a
+//! page per success (released tasks that succeed release the next pages). While it fails,
+//! one held task a [`PROBE_INTERVAL`] is let through as a probe, so that it recovers even
+//! with no new traffic. After `disable_after` of failing the subscription is disabled, and
+//! its tasks are held for its merchant to recover.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+use webhooks_domain::health::PROBE_INTERVAL;
+use webhooks_domain::{DeliveryStatus, DeliveryTask, EndpointHealth, HealthStatus, IsoTime, Subscription};
+use webhooks_storage::{
+    DeliveryLog, EndpointBreaker, HeldTask, OutgoingMessage, QueueSender, StoreError, SubscriptionStore,
+};
+
+use crate::Deliver;
+
+/// Held tasks released per success of a recovering endpoint (one `Query`, ten batch sends).
+const RELEASE_PAGE: usize = 100;
+/// Compare-and-swap rounds of a health update before it is left to the next attempt.
+const HEALTH_ROUNDS: usize = 3;
+
+/// Whether an attempt may go to the endpoint now.
+pub(crate) enum Admission {
+    /// Send; with the probe slot taken for it, if the endpoint is failing.
+    Send(Option<String>),
+    /// Not sent: the task is held (or is the endpoint's next probe).
+    Held,
+}
+
+/// The endpoint key of a subscription: `{merchantId}#{subscriptionId}`.
+pub(crate) fn endpoint_of(subscription: &Subscription) -> String {
+    format!("{}#{}", subscription.merchant_id, subscription.id)
+}
+
+impl<S, Q> Deliver<S, Q>
+where
+    S: SubscriptionStore + DeliveryLog + EndpointBreaker,
+    Q: QueueSender,
+{
+    /// Lets an automatic attempt to a failing endpoint through only with a probe slot,
+    /// leased until the attempt's deadline; holds the task otherwise.
+    pub(crate) async fn admit(
+        &self,
+        task: &DeliveryTask,
+        subscription: &Subscription,
+        now: IsoTime,
+        attempt_ends: Duration,
+    ) -> Result<Admission, StoreError> {
+        if task.manual || subscription.health.status != HealthStatus::Failing {
+            return Ok(Admission::Send(None));
+        }
+        let lease = Uuid::new_v4().to_string();
+        let now_ms = now.unix_millis();
+        let until_ms = now_ms + i64::try_from(attempt_ends.as_millis()).unwrap_or(i64::MAX / 2);
+        let endpoint = endpoint_of(subscription);
+        if self
+            .store
+            .take_probe_slot(&endpoint, self.config.probe_slots, &lease, now_ms, until_ms)
+            .await?
+        {
+            return Ok(Admission::Send(Some(lease)));
+        }
+        self.hold(task, subscription, now).await?;
+        Ok(Admission::Held)
+    }
+
+    /// Gives back the probe slot an attempt held.
+    pub(crate) async fn release_slot(&self, subscription: &Subscription, lease: Option<String>) {
+        let Some(lease) = lease else { return };
+        if let Err(error) = self.store.release_probe_slot(&endpoint_of(subscription), &lease).await {
+            // The lease runs out at the attempt's deadline anyway.
+            tracing::warn!(%error, subscription_id = %subscription.id, "probe slot not released; its lease runs out");
+        }
+    }
+
+    /// Holds `task` (its attempt number kept) until the endpoint recovers, marks the
+    /// delivery held, and notes in the health that tasks are held.
+    pub(crate) async fn hold(
+        &self,
+        task: &DeliveryTask,
+        subscription: &Subscription,
+        now: IsoTime,
+    ) -> Result<(), StoreError> {
+        let endpoint = endpoint_of(subscription);
+        let held = HeldTask::new(now.unix_millis(), &task.key(), task.to_message_body());
+        self.store.hold(&endpoint, &held, now.unix_millis()).await?;
+        let event = &task.event;
+        self.store
+            .set_delivery_status(
+                &event.merchant_id,
+                &event.event_id,
+                &task.subscription_id,
+                DeliveryStatus::Held,
+            )
+            .await?;
+        if !subscription.health.has_held {
+            self.change_health(subscription, |health| EndpointHealth {
+                has_held: true,
+                ..health.clone()
+            })
+            .await;
+        }
+        tracing::info!(event_id = %event.event_id, subscription_id = %task.subscription_id, attempt = task.attempt, status = ?subscription.health.status, "endpoint failing: delivery held");
+        Ok(())
+    }
+
+    /// Updates the endpoint's health after an automatic attempt: healthy again (and its
+    /// held tasks released) after a success; one more failure, a probe let through, or the
+    /// subscription disabled after a failure. Failures to store are logged: the attempt is
+    /// recorded, and the next one updates the health again.
+    pub(crate) async fn after_attempt(&self, subscription: &Subscription, succeeded: bool, error: &str, now: IsoTime) {
+        let result = match succeeded {
+            true => self.after_success(subscription).await,
+            false => self.after_failure(subscription, error, now).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, subscription_id = %subscription.id, "endpoint health not updated");
+        }
+    }
+
+    async fn after_success(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let health = &subscription.health;
+        if health.is_clean() {
+            return Ok(());
+        }
+        if health.status != HealthStatus::Healthy || health.consecutive_failures > 0 {
+            self.change_health(subscription, EndpointHealth::after_success).await;
+            tracing::info!(subscription_id = %subscription.id, "endpoint healthy again");
+        }
+        if health.has_held {
+            self.release_held(subscription, RELEASE_PAGE, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    async fn after_failure(&self, subscription: &Subscription, error: &str, now: IsoTime) -> Result<(), StoreError> {
+        let next = self
+            .change_health(subscription, |health| health.after_failure(now, error))
+            .await;
+        let Some(next) = next else { return Ok(()) };
+        if next.due_for_disable(now, self.config.disable_after) {
+            return self.disable(subscription, now).await;
+        }
+        if next.probe_due(now) {
+            let timer = IsoTime::new(now.instant() + PROBE_INTERVAL).unwrap_or(now);
+            let claimed = self
+                .store
+                .record_health(
+                    &subscription.merchant_id,
+                    &subscription.id,
+                    &next,
+                    &EndpointHealth {
+                        next_probe_at: Some(timer),
+                        ..next.clone()
+                    },
+                )
+                .await?;
+            if claimed {
+                self.release_held(subscription, 1, PROBE_INTERVAL).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Disables the subscription (a versioned replace, read again on a conflict) and marks
+    /// its health disabled with the reason.
+    async fn disable(&self, subscription: &Subscription, now: IsoTime) -> Result<(), StoreError> {
+        for _ in 0..HEALTH_ROUNDS {
+            let Some((mut current, secrets)) = self
+                .store
+                .get_subscription_with_secrets(&subscription.merchant_id, &subscription.id)
+                .await?
+            else {
+                return Ok(());
+            };
+            current.enabled = false;
+            current.updated_at = now;
+            match self.store.update_subscription(&current, &secrets).await {
+                Ok(()) => break,
+                Err(StoreError::VersionConflict) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        let disable_after = self.config.disable_after;
+        self.change_health(subscription, |health| health.disabled(now, disable_after))
+            .await;
+        tracing::warn!(merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "endpoint failing too long: subscription disabled, its deliveries held");
+        Ok(())
+    }
+
+    /// Sends up to `limit` held tasks of the endpoint to the queue (after `delay`), oldest
+    /// first, and takes them out of the index; when it had no more, notes that none are held.
+    async fn release_held(&self, subscription: &Subscription, limit: usize, delay: Duration) -> Result<(), StoreError> {
+        let endpoint = endpoint_of(subscription);
+        let held = self.store.held_tasks(&endpoint, limit).await?;
+        if held.len() < limit && limit > 1 {
+            self.change_health(subscription, |health| EndpointHealth {
+                has_held: false,
+                ..health.clone()
+            })
+            .await;
+        }
+        for chunk in held.chunks(webhooks_storage::ports::MAX_BATCH) {
+            let messages: Vec<OutgoingMessage> = chunk
+                .iter()
+                .map(|task| OutgoingMessage {
+                    body: task.body.clone(),
+                    delay,
+                })
+                .collect();
+            for result in self.deliveries.send_batch(messages).await? {
+                result?;
+            }
+            self.store.unhold(&endpoint, chunk).await?;
+        }
+        if !held.is_empty() {
+            tracing::info!(subscription_id = %subscription.id, released = held.len(), delay_ms = delay.as_millis(), "held deliveries released");
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to the stored health with a compare-and-swap, reading it again
+    /// when another container changed it first. The health stored, or `None` if it could
+    /// not be (gone, or changed too often meanwhile).
+    async fn change_health(
+        &self,
+        subscription: &Subscription,
+        change: impl Fn(&EndpointHealth) -> EndpointHealth,
+    ) -> Option<EndpointHealth> {
+        let mut read = subscription.health.clone();
+        for _ in 0..HEALTH_ROUNDS {
+            let next = change(&read);
+            if next == read {
+                return Some(next);
+            }
+            let stored = self
+                .store
+                .record_health(&subscription.merchant_id, &subscription.id, &read, &next)
+                .await;
+            match stored {
+                Ok(true) => return Some(next),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, subscription_id = %subscription.id, "endpoint health not stored");
+                    return None;
+                }
+            }
+            read = match self
+                .store
+                .get_subscription(&subscription.merchant_id, &subscription.id)
+                .await
+            {
+                Ok(Some(current)) => current.health,
+                _ => return None,
+            };
+        }
+        None
+    }
+}
