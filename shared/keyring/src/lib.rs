@@ -63,28 +63,12 @@ pub struct SealContext(String);
 impl SealContext {
     /// The context of the item named by `parts`, encoded without ambiguity (a JSON array).
     pub fn new(parts: &[&str]) -> Self {
-        let quoted: Vec<String> = parts.iter().map(|part| json_string(part)).collect();
-        Self(format!("[{}]", quoted.join(",")))
+        Self(serde_json::to_string(parts).expect("a list of strings serializes"))
     }
 
     fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Where the key-encryption key lives.
