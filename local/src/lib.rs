@@ -124,13 +124,10 @@ where
         probe_slots: settings.probe_slots,
     };
     let client = http_client(&settings.url_policy);
-    let deliver = Arc::new(Deliver::new(
-        store.clone(),
-        deliveries.clone(),
-        client,
-        deliver_config,
-        clock.clone(),
-    ));
+    let deliver = Arc::new(
+        Deliver::new(store.clone(), deliveries.clone(), client, deliver_config, clock.clone())
+            .raising_operational_events_on(events.clone()),
+    );
     let auth = Arc::new(AuthCallback::new(
         store.clone(),
         settings.url_policy,

@@ -177,8 +177,26 @@ impl<S: EndpointBreaker> EndpointBreaker for FaultyStore<S> {
     async fn hold(&self, endpoint: &str, task: &HeldTask, now_ms: i64) -> Result<(), StoreError> {
         self.inner.hold(endpoint, task, now_ms).await
     }
-    async fn held_tasks(&self, endpoint: &str, limit: usize) -> Result<Vec<HeldTask>, StoreError> {
-        self.inner.held_tasks(endpoint, limit).await
+    async fn take_release_lease(
+        &self,
+        endpoint: &str,
+        lease: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.take_release_lease(endpoint, lease, now_ms, until_ms).await
+    }
+    async fn end_release_lease(&self, endpoint: &str, lease: &str) -> Result<(), StoreError> {
+        self.inner.end_release_lease(endpoint, lease).await
+    }
+    async fn held_tasks(
+        &self,
+        endpoint: &str,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HeldTask>, StoreError> {
+        self.inner.held_tasks(endpoint, since_ms, until_ms, limit).await
     }
     async fn unhold(&self, endpoint: &str, tasks: &[HeldTask]) -> Result<(), StoreError> {
         self.inner.unhold(endpoint, tasks).await

@@ -117,10 +117,19 @@ impl TestMerchant {
 
     /// Waits until at least `count` requests arrived, or `timeout` passed; returns them.
     pub async fn wait_for_requests(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for(count, timeout, |_| true).await
+    }
+
+    /// Waits until at least `count` requests to `path` arrived, or `timeout` passed; returns them.
+    pub async fn wait_for_requests_to(&self, path: &str, count: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for(count, timeout, |r| r.path == path).await
+    }
+
+    async fn wait_for(&self, count: usize, timeout: Duration, counted: impl Fn(&Received) -> bool) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.log.arrived.notified();
-            let requests = self.requests();
+            let requests: Vec<Received> = self.requests().into_iter().filter(&counted).collect();
             if requests.len() >= count || tokio::time::Instant::now() >= deadline {
                 return requests;
             }

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use webhooks_deliver::{Deliver, DeliverConfig, TaskOutcome, http_client};
+use webhooks_domain::event::derive_event_id;
 use webhooks_domain::health::PROBE_INTERVAL;
-use webhooks_domain::{Clock, DeliveryStatus, DeliveryTask, EndpointHealth, HealthStatus, IsoTime, UrlPolicy};
+use webhooks_domain::{
+    Clock, DeliveryStatus, DeliveryTask, EndpointHealth, EventName, HealthStatus, IsoTime, PlatformEvent, UrlPolicy,
+};
 use webhooks_storage::{DeliveryLog, EndpointBreaker, QueueReceiver, ReceivedMessage, SubscriptionStore};
 use webhooks_tests::backends::Harness;
 use webhooks_tests::clock::ManualClock;
@@ -29,6 +32,7 @@ webhooks_tests::on_both_backends!(
     a_probe_that_succeeds_releases_the_held_deliveries_oldest_first_each_once,
     a_failure_lets_one_held_delivery_through_as_a_probe_per_interval,
     an_endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_held,
+    the_release_lease_lets_one_release_at_a_time_and_is_free_once_it_runs_out,
 );
 
 /// Deliver on `clock` with the default schedule, 5 s requests and 2 probe slots.
@@ -155,7 +159,7 @@ pub mod cases {
         );
         let endpoint = format!("{MERCHANT}#sub_down");
         // A failed attempt may have let the oldest held one out as the next probe.
-        let still_held = h.store().held_tasks(&endpoint, 100).await.unwrap().len();
+        let still_held = h.store().held_tasks(&endpoint, 0, i64::MAX, 100).await.unwrap().len();
         assert!(still_held == held || still_held + 1 == held, "{still_held} of {held}");
         let status = h.store().delivery_status("evt_burst_00", "sub_down").await.unwrap();
         assert!(
@@ -202,7 +206,7 @@ pub mod cases {
                 .unwrap();
             assert_eq!(status, Some(DeliveryStatus::Held));
         }
-        let held = h.store().held_tasks(&endpoint, 100).await.unwrap();
+        let held = h.store().held_tasks(&endpoint, 0, i64::MAX, 100).await.unwrap();
         let order: Vec<String> = held
             .iter()
             .map(|held| DeliveryTask::from_message_body(&held.body).unwrap().event.event_id)
@@ -224,7 +228,13 @@ pub mod cases {
             (health.status, health.consecutive_failures, health.has_held),
             (HealthStatus::Healthy, 0, false)
         );
-        assert!(h.store().held_tasks(&endpoint, 100).await.unwrap().is_empty());
+        assert!(
+            h.store()
+                .held_tasks(&endpoint, 0, i64::MAX, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // The warm-up failures' retries may come out too: only the held ones are looked at.
         let released: Vec<DeliveryTask> = drain(&deliveries)
             .await
@@ -288,19 +298,23 @@ pub mod cases {
         let health = health_of(h, "sub_probe").await;
         let expected = IsoTime::new(clock.now() + PROBE_INTERVAL).unwrap();
         assert_eq!(health.next_probe_at, Some(expected));
-        let held = h.store().held_tasks(&endpoint, 100).await.unwrap();
+        let held = h.store().held_tasks(&endpoint, 0, i64::MAX, 100).await.unwrap();
         assert_eq!(held.len(), 2, "the oldest held delivery went out as the next probe");
         // Another failure within the interval lets nothing more through.
         let outcome = deliver.deliver(&task("evt_retry_2", "sub_probe")).await.unwrap();
         assert!(matches!(outcome, TaskOutcome::RetryScheduled(_)), "{outcome:?}");
-        assert_eq!(h.store().held_tasks(&endpoint, 100).await.unwrap().len(), 2);
+        assert_eq!(
+            h.store().held_tasks(&endpoint, 0, i64::MAX, 100).await.unwrap().len(),
+            2
+        );
     }
 
     pub async fn an_endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_held(h: &impl Harness) {
         let merchant = TestMerchant::start().await;
         let (deliveries, _dlq) = h.queue_pair("health-disable", 5).await;
         let clock = Arc::new(ManualClock::default());
-        let deliver = deliver_on(h, &deliveries, clock.clone());
+        let (events, _events_dlq) = h.queue_pair("health-disable-events", 5).await;
+        let deliver = deliver_on(h, &deliveries, clock.clone()).raising_operational_events_on(events.clone());
         let sub = subscription(MERCHANT, "sub_dead", &merchant.url("/status/503"));
         h.store().create_subscription(&sub, &secrets()).await.unwrap();
         make_failing(&deliver, h, "sub_dead").await;
@@ -320,6 +334,19 @@ pub mod cases {
             "{reason}"
         );
 
+        // The merchant is told: one endpoint_disabled event on the events queue, for ingest
+        // to fan out; its id follows from the failing spell, so a second disable of the
+        // same spell (another container) raises the same event.
+        let raised = drain(&events).await;
+        assert_eq!(raised.len(), 1);
+        let event = PlatformEvent::parse(raised[0].body.as_bytes(), clock.now()).unwrap();
+        assert_eq!(
+            (event.event_name, event.order_id.as_str(), event.merchant_id.as_str()),
+            (EventName::EndpointDisabled, "sub_dead", MERCHANT)
+        );
+        let spell_id = derive_event_id(MERCHANT, EventName::EndpointDisabled, "sub_dead", failing_since);
+        assert_eq!(event.event_id, spell_id);
+
         // Its deliveries are kept, not skipped, for a recover.
         let requests = merchant.requests().len();
         assert_eq!(
@@ -330,7 +357,10 @@ pub mod cases {
         let status = h.store().delivery_status("evt_after", "sub_dead").await.unwrap();
         assert_eq!(status, Some(DeliveryStatus::Held));
         let endpoint = format!("{MERCHANT}#sub_dead");
-        assert_eq!(h.store().held_tasks(&endpoint, 100).await.unwrap().len(), 1);
+        assert_eq!(
+            h.store().held_tasks(&endpoint, 0, i64::MAX, 100).await.unwrap().len(),
+            1
+        );
         // One its merchant disabled itself is skipped as before.
         let mut off = subscription(MERCHANT, "sub_off", &merchant.url("/ok"));
         off.enabled = false;
@@ -338,6 +368,42 @@ pub mod cases {
         assert_eq!(
             deliver.deliver(&task("evt_off", "sub_off")).await.unwrap(),
             TaskOutcome::Skipped
+        );
+    }
+
+    pub async fn the_release_lease_lets_one_release_at_a_time_and_is_free_once_it_runs_out(h: &impl Harness) {
+        let store = h.store();
+        let endpoint = format!("{MERCHANT}#sub_lease");
+        assert!(store.take_release_lease(&endpoint, "a", 1_000, 31_000).await.unwrap());
+        assert!(
+            !store.take_release_lease(&endpoint, "b", 2_000, 32_000).await.unwrap(),
+            "taken"
+        );
+        // The probe slots beside it are not the lease: both are free to take.
+        assert!(
+            store
+                .take_probe_slot(&endpoint, 1, "probe", 2_000, 12_000)
+                .await
+                .unwrap()
+        );
+        store.release_probe_slot(&endpoint, "a").await.unwrap();
+        assert!(
+            !store.take_release_lease(&endpoint, "b", 2_000, 32_000).await.unwrap(),
+            "still a's"
+        );
+        store.end_release_lease(&endpoint, "b").await.unwrap();
+        assert!(
+            !store.take_release_lease(&endpoint, "b", 2_000, 32_000).await.unwrap(),
+            "b cannot end a's"
+        );
+        assert!(
+            store.take_release_lease(&endpoint, "b", 31_000, 61_000).await.unwrap(),
+            "a's ran out"
+        );
+        store.end_release_lease(&endpoint, "b").await.unwrap();
+        assert!(
+            store.take_release_lease(&endpoint, "c", 32_000, 62_000).await.unwrap(),
+            "ended"
         );
     }
 }

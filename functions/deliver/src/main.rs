@@ -10,6 +10,7 @@ use webhooks_runtime::lambda::{LambdaContext, QueueName, SecretAccess, serve_sqs
 async fn main() -> Result<(), lambda_runtime::Error> {
     let context = LambdaContext::start(SecretAccess::Opens).await?;
     let deliveries = context.queue(QueueName::Deliveries)?;
+    let events = context.queue(QueueName::Events)?;
     let settings = &context.settings;
     let config = DeliverConfig {
         retry_schedule: settings.retry_schedule.clone(),
@@ -18,6 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         probe_slots: settings.probe_slots,
     };
     let client = http_client(&settings.url_policy);
-    let deliver = Deliver::new(context.store, deliveries, client, config, Arc::new(SystemClock));
+    let deliver = Deliver::new(context.store, deliveries, client, config, Arc::new(SystemClock))
+        .raising_operational_events_on(events);
     serve_sqs_batches(|batch, budget| deliver.handle_batch_within(batch, budget)).await
 }

@@ -34,13 +34,15 @@ const BATCHES_IN_HAND: usize = 8 * 10;
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 /// A merchant that answers 200 and notes when each webhook (by `webhook-id`) arrived.
-struct LatencyReceiver {
-    url: String,
+pub(crate) struct LatencyReceiver {
+    /// Where it listens.
+    pub(crate) url: String,
     arrivals: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl LatencyReceiver {
-    async fn start() -> Self {
+    /// Starts it on a free loopback port.
+    pub(crate) async fn start() -> Self {
         let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let noted = arrivals.clone();
         let app = Router::new().route(
@@ -61,7 +63,8 @@ impl LatencyReceiver {
         Self { url, arrivals }
     }
 
-    fn arrived(&self, event_id: &str) -> Option<Instant> {
+    /// When the webhook of `event_id` first arrived.
+    pub(crate) fn arrived(&self, event_id: &str) -> Option<Instant> {
         self.arrivals.lock().unwrap().get(event_id).copied()
     }
 }

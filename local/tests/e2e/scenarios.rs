@@ -18,7 +18,7 @@ fn event(merchant_id: &str, name: &str, order: &str) -> Value {
 }
 
 /// The received webhook verifies with the seed's Node snippet and the npm Standard Webhooks library.
-fn assert_verifies(received: &Received, secret: &str) {
+pub(crate) fn assert_verifies(received: &Received, secret: &str) {
     let seed = node("seed-verify", &json!({"secret": secret, "bodies": [received.body]}));
     assert_eq!(seed, json!([true]), "seed signature of {}", received.body);
     let message = json!({

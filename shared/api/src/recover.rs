@@ -1,6 +1,8 @@
 //! `POST /v1/subscriptions/{id}/recover`: sends again every failed delivery of a
 //! subscription whose first attempt was made in a window of at most 14 days, oldest first,
-//! each as one manual attempt (as `.../retry` queues it), numbered after its last one.
+//! each as one manual attempt (as `.../retry` queues it), numbered after its last one; then
+//! passes on the deliveries held back in the window (by the circuit breaker, or while the
+//! subscription was disabled), as they were, under the endpoint's release lease.
 //!
 //! The store claims each delivery (failed to pending, a conditional write), a page of the
 //! subscription's attempt log at a time; this handler then loads each claimed event and
@@ -20,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use webhooks_domain::{DeliveryTask, IsoTime, RECOVERABLE, RecoveryWindow, Subscription};
 use webhooks_storage::ports::MAX_BATCH;
-use webhooks_storage::{Backend, ClaimedDelivery, OutgoingMessage, QueueSender, RecoveryScope};
+use webhooks_storage::{
+    Backend, ClaimedDelivery, HeldRelease, OutgoingMessage, QueueSender, RecoveryScope, Released, pass_on_held,
+};
 
 use crate::deliveries::ensure_enabled;
 use crate::error::ApiError;
@@ -94,6 +98,15 @@ pub(crate) async fn recover<S: Backend + 'static, Q: QueueSender + 'static>(
             Some(next) => after = Some(next),
         }
     };
+    let (held, held_left) = match next_since {
+        Some(_) => (0, false),
+        None => {
+            api.release_held(&subscription, &window, MAX_RECOVERED_PER_REQUEST - count)
+                .await?
+        }
+    };
+    count += held;
+    let next_since = next_since.or(held_left.then(|| window.since()));
     tracing::info!(merchant_id = %caller.merchant_id, subscription_id = %id, since = %window.since(), until = %window.until(), count, more = next_since.is_some(), "deliveries recovered");
     Ok((StatusCode::ACCEPTED, Json(Recovered { count, next_since })))
 }
@@ -169,6 +182,33 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
             }
         }
         Ok(queued)
+    }
+
+    /// Passes on, oldest first, up to `limit` of the subscription's deliveries held (by its
+    /// circuit breaker, or while it was disabled) in the window, and says whether some may
+    /// be left. None while deliver or another recover is releasing them: those are sent by
+    /// whoever is.
+    async fn release_held(
+        &self,
+        subscription: &Subscription,
+        window: &RecoveryWindow,
+        limit: usize,
+    ) -> Result<(usize, bool), ApiError> {
+        if limit == 0 {
+            return Ok((0, true));
+        }
+        let endpoint = subscription.endpoint_key();
+        let release = HeldRelease {
+            endpoint: &endpoint,
+            since_ms: window.since().unix_millis(),
+            until_ms: window.until().unix_millis(),
+            limit,
+            delay: Duration::ZERO,
+        };
+        match pass_on_held(&self.store, &self.deliveries, release, self.now().unix_millis()).await? {
+            Released::Sent(sent) => Ok((sent, sent == limit)),
+            Released::Busy => Ok((0, false)),
+        }
     }
 
     /// Puts back the status each of `claims` had before it was claimed. Should that fail,

@@ -14,10 +14,14 @@
 use std::time::Duration;
 
 use uuid::Uuid;
+use webhooks_domain::event::derive_event_id;
 use webhooks_domain::health::PROBE_INTERVAL;
-use webhooks_domain::{DeliveryStatus, DeliveryTask, EndpointHealth, HealthStatus, IsoTime, Subscription};
+use webhooks_domain::{
+    DeliveryStatus, DeliveryTask, EndpointHealth, EventName, HealthStatus, IsoTime, PlatformEvent, Subscription,
+};
 use webhooks_storage::{
-    DeliveryLog, EndpointBreaker, HeldTask, OutgoingMessage, QueueSender, StoreError, SubscriptionStore,
+    DeliveryLog, EndpointBreaker, HeldRelease, HeldTask, OutgoingMessage, QueueSender, Released, StoreError,
+    SubscriptionStore, pass_on_held,
 };
 
 use crate::Deliver;
@@ -33,11 +37,6 @@ pub(crate) enum Admission {
     Send(Option<String>),
     /// Not sent: the task is held (or is the endpoint's next probe).
     Held,
-}
-
-/// The endpoint key of a subscription: `{merchantId}#{subscriptionId}`.
-pub(crate) fn endpoint_of(subscription: &Subscription) -> String {
-    format!("{}#{}", subscription.merchant_id, subscription.id)
 }
 
 impl<S, Q> Deliver<S, Q>
@@ -60,7 +59,7 @@ where
         let lease = Uuid::new_v4().to_string();
         let now_ms = now.unix_millis();
         let until_ms = now_ms + i64::try_from(attempt_ends.as_millis()).unwrap_or(i64::MAX / 2);
-        let endpoint = endpoint_of(subscription);
+        let endpoint = subscription.endpoint_key();
         if self
             .store
             .take_probe_slot(&endpoint, self.config.probe_slots, &lease, now_ms, until_ms)
@@ -75,7 +74,11 @@ where
     /// Gives back the probe slot an attempt held.
     pub(crate) async fn release_slot(&self, subscription: &Subscription, lease: Option<String>) {
         let Some(lease) = lease else { return };
-        if let Err(error) = self.store.release_probe_slot(&endpoint_of(subscription), &lease).await {
+        if let Err(error) = self
+            .store
+            .release_probe_slot(&subscription.endpoint_key(), &lease)
+            .await
+        {
             // The lease runs out at the attempt's deadline anyway.
             tracing::warn!(%error, subscription_id = %subscription.id, "probe slot not released; its lease runs out");
         }
@@ -89,7 +92,7 @@ where
         subscription: &Subscription,
         now: IsoTime,
     ) -> Result<(), StoreError> {
-        let endpoint = endpoint_of(subscription);
+        let endpoint = subscription.endpoint_key();
         let held = HeldTask::new(now.unix_millis(), &task.key(), task.to_message_body());
         self.store.hold(&endpoint, &held, now.unix_millis()).await?;
         let event = &task.event;
@@ -193,36 +196,56 @@ where
         self.change_health(subscription, |health| health.disabled(now, disable_after))
             .await;
         tracing::warn!(merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "endpoint failing too long: subscription disabled, its deliveries held");
+        self.raise_endpoint_disabled(subscription, now).await;
         Ok(())
+    }
+
+    /// Tells the merchant: an `endpoint_disabled` event on the events queue, which ingest
+    /// fans out to its subscriptions that take it. Its id is derived from the endpoint and
+    /// the start of its failing spell, so containers that disable it at once raise one event.
+    async fn raise_endpoint_disabled(&self, subscription: &Subscription, now: IsoTime) {
+        let Some(events) = &self.operational_events else { return };
+        let failing_since = subscription.health.since.unwrap_or(now);
+        let event = PlatformEvent {
+            event_id: derive_event_id(
+                &subscription.merchant_id,
+                EventName::EndpointDisabled,
+                &subscription.id,
+                failing_since,
+            ),
+            merchant_id: subscription.merchant_id.clone(),
+            event_name: EventName::EndpointDisabled,
+            order_id: subscription.id.clone(),
+            time_stamp: now,
+        };
+        let message = OutgoingMessage {
+            body: event.to_message(),
+            delay: Duration::ZERO,
+        };
+        if let Err(error) = events.send(message).await {
+            tracing::error!(%error, merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "endpoint_disabled event not raised");
+        }
     }
 
     /// Sends up to `limit` held tasks of the endpoint to the queue (after `delay`), oldest
     /// first, and takes them out of the index; when it had no more, notes that none are held.
+    /// Nothing is sent while another container (or a merchant's recover) is releasing them.
     async fn release_held(&self, subscription: &Subscription, limit: usize, delay: Duration) -> Result<(), StoreError> {
-        let endpoint = endpoint_of(subscription);
-        let held = self.store.held_tasks(&endpoint, limit).await?;
-        if held.len() < limit && limit > 1 {
+        let endpoint = subscription.endpoint_key();
+        let now_ms = webhooks_domain::unix_millis(self.clock.now());
+        let release = HeldRelease::all(&endpoint, limit, delay);
+        let Released::Sent(sent) = pass_on_held(&self.store, &self.deliveries, release, now_ms).await? else {
+            return Ok(());
+        };
+        if sent < limit && limit > 1 {
             self.change_health(subscription, |health| EndpointHealth {
                 has_held: false,
                 ..health.clone()
             })
             .await;
         }
-        for chunk in held.chunks(webhooks_storage::ports::MAX_BATCH) {
-            let messages: Vec<OutgoingMessage> = chunk
-                .iter()
-                .map(|task| OutgoingMessage {
-                    body: task.body.clone(),
-                    delay,
-                })
-                .collect();
-            for result in self.deliveries.send_batch(messages).await? {
-                result?;
-            }
-            self.store.unhold(&endpoint, chunk).await?;
-        }
-        if !held.is_empty() {
-            tracing::info!(subscription_id = %subscription.id, released = held.len(), delay_ms = delay.as_millis(), "held deliveries released");
+        if sent > 0 {
+            tracing::info!(subscription_id = %subscription.id, released = sent, delay_ms = delay.as_millis(), "held deliveries released");
         }
         Ok(())
     }

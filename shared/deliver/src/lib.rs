@@ -116,6 +116,8 @@ pub struct Deliver<S, Q> {
     config: DeliverConfig,
     clock: Arc<dyn Clock>,
     rate_gate: RateGate,
+    /// Where the operational events deliver raises go (the events queue), if anywhere.
+    operational_events: Option<Q>,
 }
 
 /// The HTTP client every delivery shares: the outbound client with the webhooks'
@@ -136,6 +138,16 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
             config,
             clock,
             rate_gate: RateGate::default(),
+            operational_events: None,
+        }
+    }
+
+    /// Raises operational events (`endpoint_disabled`) on `events`, the events queue, for
+    /// ingest to fan out to the merchant's subscriptions that take them.
+    pub fn raising_operational_events_on(self, events: Q) -> Self {
+        Self {
+            operational_events: Some(events),
+            ..self
         }
     }
 

@@ -21,7 +21,9 @@ pub const MAX_EVENT_ID_CHARS: usize = 128;
 /// The namespace of the UUID v5 ids derived for events that come without an `eventId`.
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_6f0e_94f4_4a52_9d0b_7b7e_5e0b_c3a1);
 
-/// What happened to an order: the six events a merchant can subscribe to.
+/// What happened: to an order (the six events a merchant can subscribe to, [`EventName::ALL`]),
+/// or to one of the merchant's endpoints (the operational events, [`EventName::OPERATIONAL`],
+/// taken only by subscriptions that name them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventName {
@@ -37,6 +39,9 @@ pub enum EventName {
     CryptoDelivered,
     /// The crypto transaction failed.
     CryptoTxFailed,
+    /// Operational: one of the merchant's endpoints was disabled after failing too long;
+    /// `orderId` carries that subscription's id.
+    EndpointDisabled,
 }
 
 impl EventName {
@@ -50,6 +55,9 @@ impl EventName {
         EventName::CryptoTxFailed,
     ];
 
+    /// The operational events: never in a default events list, taken by naming them.
+    pub const OPERATIONAL: [EventName; 1] = [EventName::EndpointDisabled];
+
     /// The wire name, e.g. `crypto_delivered`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +67,7 @@ impl EventName {
             EventName::CryptoTxSent => "crypto_tx_sent",
             EventName::CryptoDelivered => "crypto_delivered",
             EventName::CryptoTxFailed => "crypto_tx_failed",
+            EventName::EndpointDisabled => "endpoint_disabled",
         }
     }
 }
@@ -69,11 +78,11 @@ impl fmt::Display for EventName {
     }
 }
 
-/// An event name that is not one of the six.
+/// An event name that is not one of the six nor an operational one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown event name {0:?}: expected one of payment_received, payment_rejected, \
-     payment_expired, crypto_tx_sent, crypto_delivered, crypto_tx_failed"
+     payment_expired, crypto_tx_sent, crypto_delivered, crypto_tx_failed, endpoint_disabled"
 )]
 pub struct UnknownEventName(pub String);
 
@@ -83,6 +92,7 @@ impl FromStr for EventName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         EventName::ALL
             .into_iter()
+            .chain(EventName::OPERATIONAL)
             .find(|name| name.as_str() == s)
             .ok_or_else(|| UnknownEventName(s.to_owned()))
     }
@@ -229,6 +239,11 @@ impl EventError {
 }
 
 impl PlatformEvent {
+    /// The event as an events-queue message (what a platform service sends, section 2).
+    pub fn to_message(&self) -> String {
+        serde_json::to_string(self).expect("platform events serialize")
+    }
+
     /// Parses and validates one events-queue message. `now` stands in for a missing timeStamp.
     pub fn parse(message: &[u8], now: OffsetDateTime) -> Result<Self, EventError> {
         if message.len() > MAX_EVENT_MESSAGE_BYTES {
@@ -413,14 +428,14 @@ mod tests {
     #[test]
     fn unknown_event_error_names_the_allowed_ones() {
         let error = "refund".parse::<EventName>().unwrap_err().to_string();
-        for name in EventName::ALL {
+        for name in EventName::ALL.into_iter().chain(EventName::OPERATIONAL) {
             assert!(error.contains(name.as_str()), "{error}");
         }
     }
 
     #[test]
     fn event_names_round_trip_through_serde() {
-        for name in EventName::ALL {
+        for name in EventName::ALL.into_iter().chain(EventName::OPERATIONAL) {
             let json = serde_json::to_string(&name).unwrap();
             assert_eq!(json, format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<EventName>(&json).unwrap(), name);

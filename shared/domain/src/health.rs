@@ -102,13 +102,13 @@ impl EndpointHealth {
 
     /// Disabled at `now`, saying why; its held deliveries kept.
     pub fn disabled(&self, now: IsoTime, disable_after: Duration) -> Self {
-        let days = disable_after.as_secs_f64() / 86_400.0;
+        let span = span_in_words(disable_after);
         let since = self.since.map_or_else(|| now.to_string(), |since| since.to_string());
         let last = self.last_error.as_deref().unwrap_or("unknown");
         Self {
             status: HealthStatus::Disabled,
             since: Some(now),
-            disabled_reason: Some(format!("failing since {since} (over {days} days), last error {last}")),
+            disabled_reason: Some(format!("failing since {since} (over {span}), last error {last}")),
             next_probe_at: None,
             ..self.clone()
         }
@@ -124,6 +124,16 @@ impl EndpointHealth {
     pub fn probe_due(&self, now: IsoTime) -> bool {
         self.status == HealthStatus::Failing && self.has_held && self.next_probe_at.is_none_or(|at| at <= now)
     }
+}
+
+/// A span as its largest whole unit: `5 days`, `36 hours`, `90 minutes`, `1 second`.
+fn span_in_words(span: Duration) -> String {
+    let seconds = span.as_secs();
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(unit, _)| seconds >= *unit && seconds.is_multiple_of(*unit))
+        .map_or((seconds, "second"), |(unit, name)| (seconds / unit, name));
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]
@@ -169,15 +179,29 @@ mod tests {
         let disabled = failing.disabled(at("2026-01-06T00:00:00Z"), DEFAULT_DISABLE_AFTER);
         assert_eq!(disabled.status, HealthStatus::Disabled);
         let reason = disabled.disabled_reason.clone().unwrap();
-        assert!(
-            reason.contains("2026-01-01T00:00:00.000Z") && reason.contains("503"),
-            "{reason}"
+        assert_eq!(
+            reason,
+            "failing since 2026-01-01T00:00:00.000Z (over 5 days), last error 503"
         );
         assert_eq!(
             disabled.after_failure(at("2026-01-07T00:00:00Z"), "503").status,
             HealthStatus::Disabled
         );
         assert_eq!(disabled.reset().status, HealthStatus::Healthy);
+    }
+
+    #[test]
+    fn spans_are_worded_in_their_largest_whole_unit() {
+        for (seconds, words) in [
+            (432_000, "5 days"),
+            (129_600, "36 hours"),
+            (5_400, "90 minutes"),
+            (3, "3 seconds"),
+            (1, "1 second"),
+            (86_400, "1 day"),
+        ] {
+            assert_eq!(span_in_words(Duration::from_secs(seconds)), words);
+        }
     }
 
     #[test]

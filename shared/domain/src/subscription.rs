@@ -56,6 +56,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Its endpoint's key in the circuit breaker's index: `{merchantId}#{subscriptionId}`.
+    pub fn endpoint_key(&self) -> String {
+        format!("{}#{}", self.merchant_id, self.id)
+    }
+
     /// A new subscription id.
     pub fn new_id() -> String {
         format!("sub_{}", random_hex(16))

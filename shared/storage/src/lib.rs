@@ -12,12 +12,14 @@
 pub mod aws;
 pub mod embedded;
 mod error;
+mod held_release;
 pub mod page;
 pub mod ports;
 mod rules;
 mod sealed;
 
 pub use error::{Entity, StoreError};
+pub use held_release::{HeldRelease, RELEASE_LEASE, Released, pass_on_held};
 pub use page::{CursorCodec, Page, PageRequest};
 pub use ports::{
     AttemptRecorded, AuthCallbackStore, Backend, ClaimedDelivery, DeliveryLog, DeliveryRecovery, EndpointBreaker,

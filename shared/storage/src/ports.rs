@@ -313,10 +313,25 @@ pub trait EndpointBreaker: Send + Sync {
     /// Holds a task until the endpoint recovers; held tasks expire after the store's retention.
     fn hold(&self, endpoint: &str, task: &HeldTask, now_ms: i64)
     -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The endpoint's held tasks, held first first, at most `limit`.
+    /// Takes the endpoint's release lease for `lease` until `until_ms`, free when absent or
+    /// run out by `now_ms`. Only its holder passes held tasks on, so that two containers
+    /// (a probe, a success, a merchant's recover) never send one held task twice.
+    fn take_release_lease(
+        &self,
+        endpoint: &str,
+        lease: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Ends the release lease `lease` holds, if it still does.
+    fn end_release_lease(&self, endpoint: &str, lease: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The endpoint's tasks held from `since_ms` (included) to `until_ms` (excluded), held
+    /// first first, at most `limit`.
     fn held_tasks(
         &self,
         endpoint: &str,
+        since_ms: i64,
+        until_ms: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<HeldTask>, StoreError>> + Send;
     /// Removes held tasks that were passed on.

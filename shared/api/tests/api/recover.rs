@@ -13,7 +13,7 @@ use webhooks_domain::{
     AttemptOutcome, DeliveryAttempt, DeliveryStatus, DeliveryTask, EventName, IsoTime, PlatformEvent,
 };
 use webhooks_storage::embedded::{EmbeddedQueue, EmbeddedStore};
-use webhooks_storage::{DeliveryLog, EventStore, OutgoingMessage, QueueSender, StoreError};
+use webhooks_storage::{DeliveryLog, EndpointBreaker, EventStore, HeldTask, OutgoingMessage, QueueSender, StoreError};
 use webhooks_tests::merchant::TestMerchant;
 
 use crate::support::{CLIENT, LOOPBACK, TestApi, Transport, both_transports};
@@ -25,6 +25,7 @@ both_transports!(
     recover_is_404_for_an_unknown_subscription_or_another_merchants,
     a_disabled_subscription_keeps_its_failed_deliveries_until_it_is_enabled_again,
     a_window_too_large_for_one_request_goes_on_from_next_since,
+    recover_passes_on_the_held_deliveries_of_the_window_once_and_not_while_another_release_runs,
 );
 
 /// `hours` hours after the test clock's now (before it, when negative).
@@ -51,6 +52,17 @@ fn failed_attempt(api: &TestApi, subscription_id: &str, event_id: &str, n: u32, 
     }
 }
 
+/// A payment_received event of A's, at `at`.
+fn event_of(api: &TestApi, event_id: &str, at: IsoTime) -> PlatformEvent {
+    PlatformEvent {
+        event_id: event_id.into(),
+        merchant_id: api.a.0.clone(),
+        event_name: EventName::PaymentReceived,
+        order_id: format!("order_{event_id}"),
+        time_stamp: at,
+    }
+}
+
 /// A delivery of a new event of A's to `subscription_id`, as deliver records it: attempts
 /// 1 to `attempts`, a minute apart from `first_at`, the last leaving it `status`.
 async fn seed(
@@ -61,13 +73,7 @@ async fn seed(
     attempts: u32,
     status: DeliveryStatus,
 ) {
-    let event = PlatformEvent {
-        event_id: event_id.into(),
-        merchant_id: api.a.0.clone(),
-        event_name: EventName::PaymentReceived,
-        order_id: format!("order_{event_id}"),
-        time_stamp: first_at,
-    };
+    let event = event_of(api, event_id, first_at);
     api.store.record_event(&event, Duration::ZERO).await.unwrap();
     for n in 1..=attempts {
         let at = IsoTime::new(first_at.instant() + time::Duration::minutes(i64::from(n) - 1)).unwrap();
@@ -488,4 +494,53 @@ async fn deliveries_whose_tasks_the_queue_refuses_are_given_back_for_a_repeat() 
 
     let again = api.raw("POST", &recover_uri(&id), &headers, Some(body)).await;
     assert_eq!(again.expect(202), &json!({ "count": 12 }));
+}
+
+async fn recover_passes_on_the_held_deliveries_of_the_window_once_and_not_while_another_release_runs(t: Transport) {
+    let api = TestApi::start(t).await;
+    let id = api
+        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let endpoint = format!("{}#{id}", api.a.0);
+    // Three deliveries held by the breaker (never attempted, or after a failed attempt):
+    // two in the window, one before it.
+    let mut held = Vec::new();
+    for (event_id, attempt, hours) in [("evt_held_old", 1, -30), ("evt_held_a", 1, -5), ("evt_held_b", 3, -2)] {
+        let at = hours_from_now(&api, hours);
+        let task = DeliveryTask {
+            attempt,
+            ..DeliveryTask::first(event_of(&api, event_id, at), id.clone())
+        };
+        let entry = HeldTask::new(at.unix_millis(), &task.key(), task.to_message_body());
+        api.store.hold(&endpoint, &entry, at.unix_millis()).await.unwrap();
+        held.push(entry);
+    }
+    let body = json!({ "since": hours_from_now(&api, -24) });
+    let uri = recover_uri(&id);
+    let recover = || api.call(api.key_a(), "POST", &uri, Some(body.clone()));
+
+    // While deliver (or another recover) holds the endpoint's release lease, recover sends
+    // none of them: the lease holder does.
+    let now_ms = api.clock.iso_now().unix_millis();
+    assert!(
+        api.store
+            .take_release_lease(&endpoint, "deliver", now_ms, now_ms + 30_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(recover().await.expect(202), &json!({ "count": 0 }));
+    api.store.end_release_lease(&endpoint, "deliver").await.unwrap();
+
+    assert_eq!(recover().await.expect(202), &json!({ "count": 2 }));
+    assert_eq!(
+        summary(&api.queued_tasks().await),
+        [("evt_held_a", 1, false, false), ("evt_held_b", 3, false, false)],
+        "as they were held (attempt numbers kept), oldest first"
+    );
+    assert_eq!(recover().await.expect(202), &json!({ "count": 0 }), "each once");
+    let left = api.store.held_tasks(&endpoint, 0, i64::MAX, 10).await.unwrap();
+    assert_eq!(left, held[..1], "the one held before the window stays held");
 }

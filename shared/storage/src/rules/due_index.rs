@@ -22,6 +22,11 @@ pub fn due_sort_key(due_ms: i64, task_key: &str) -> String {
     format!("{due_ms:013}#{task_key}")
 }
 
+/// The smallest sort key of a task due at `since_ms` or later.
+pub fn due_lower_bound(since_ms: i64) -> String {
+    format!("{:013}", since_ms.max(0))
+}
+
 /// The greatest sort key of a task due at `now_ms` or before (`$` sorts after `#`).
 pub fn due_upper_bound(now_ms: i64) -> String {
     format!("{now_ms:013}$")
