@@ -21,6 +21,7 @@ use webhooks_deliver::{Deliver, DeliverConfig, http_client};
 use webhooks_domain::{SystemClock, hash_api_key};
 use webhooks_ingest::Ingest;
 use webhooks_runtime::Settings;
+use webhooks_runtime::metrics::install_prometheus;
 use webhooks_scheduler::Scheduler;
 use webhooks_storage::{Backend, Queue};
 
@@ -36,6 +37,8 @@ const DELIVER_POLLERS: usize = 8;
 const SCHEDULER_TICK: Duration = Duration::from_secs(1);
 /// How long in-flight batches may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How often the Prometheus summaries are brought up to date.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// The file, in the data dir, that remembers the first merchant's id and API key, mode
 /// 0600 like the secrets key beside it (which opens every credential in the store anyway):
 /// a restart prints the same key, so a developer's scripts keep working. The store itself
@@ -176,11 +179,25 @@ where
         }
     });
 
+    let metrics = install_prometheus();
+    let upkeep = metrics.clone();
+    let mut upkeep_stopped = stopped.clone();
+    pollers.spawn(async move {
+        // Histograms are summarized as they come; upkeep keeps their windows current.
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                _ = upkeep_stopped.wait_for(|stop| *stop) => return,
+                _ = tick.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
     let state = Arc::new(LocalState {
         store: store.clone(),
         events,
         ingest,
         auth,
+        metrics,
     });
     let api_auth = AuthCallback::new(
         store.clone(),

@@ -1,5 +1,5 @@
 //! The `/local/*` routes: what platform services do in production, over HTTP for trying
-//! the stack out. Bad input gets a 4xx JSON error; nothing here answers 500 for a client's
+//! the stack out; and `GET /metrics`, the Prometheus text of the stack's metrics. Bad input gets a 4xx JSON error; nothing here answers 500 for a client's
 //! mistake.
 
 use std::sync::Arc;
@@ -8,13 +8,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use webhooks_auth_callback::{AuthCallback, AuthRequest};
 use webhooks_domain::{Merchant, NewApiKey};
 use webhooks_ingest::Ingest;
+use webhooks_runtime::metrics::PrometheusHandle;
 use webhooks_storage::{Backend, OutgoingMessage, QueueSender, StoreError};
 
 /// What the `/local/*` routes use.
@@ -27,6 +29,8 @@ pub struct LocalState<S, Q> {
     pub ingest: Arc<Ingest<S, Q>>,
     /// The auth callback, for `/local/auth-check`.
     pub auth: Arc<AuthCallback<S>>,
+    /// The metrics, for `GET /metrics`.
+    pub metrics: PrometheusHandle,
 }
 
 /// The `/local/*` routes.
@@ -39,7 +43,14 @@ where
         .route("/local/merchants", post(create_merchant::<S, Q>))
         .route("/local/events", post(publish_event::<S, Q>))
         .route("/local/auth-check", post(auth_check::<S, Q>))
+        .route("/metrics", get(metrics_text::<S, Q>))
         .with_state(state)
+}
+
+/// `GET /metrics`: every metric (docs/operations.md) in Prometheus text format.
+async fn metrics_text<S, Q>(State(state): State<Arc<LocalState<S, Q>>>) -> Response {
+    let text = state.metrics.render();
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// `{"error":{"code","message"}}` with a status.

@@ -143,14 +143,27 @@ fn watches_of(alarm: &Value) -> Vec<Watch> {
     metrics
         .into_iter()
         .filter_map(|metric| {
-            let dimension = metric["Dimensions"].as_sequence()?.first()?;
+            // A metric of the stack's own namespace may have no dimension: no resource.
+            let resource = match metric["Dimensions"].as_sequence().and_then(|d| d.first()) {
+                Some(dimension) => target(&dimension["Value"])?,
+                None => String::new(),
+            };
             Some(Watch {
-                namespace: metric["Namespace"].as_str()?.to_owned(),
+                namespace: namespace_of(&metric["Namespace"])?,
                 metric: metric["MetricName"].as_str()?.to_owned(),
-                resource: target(&dimension["Value"])?,
+                resource,
             })
         })
         .collect()
+}
+
+/// A namespace as written: plain, or `!Sub Webhooks/${AWS::StackName}`.
+fn namespace_of(namespace: &Value) -> Option<String> {
+    match namespace {
+        Value::String(plain) => Some(plain.clone()),
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str().map(str::to_owned),
+        _ => None,
+    }
 }
 
 /// Every alarm, by logical id, with what it watches.
@@ -195,6 +208,10 @@ fn required_alarms() -> Vec<(&'static str, Watch)> {
         ),
         ("AuthCallbackDurationAlarm", lambda("Duration", "AuthCallbackFunction")),
         ("Api5xxAlarm", watch("AWS/ApiGateway", "5xx", "HttpApi")),
+        (
+            "ParkedRetriesBacklogAlarm",
+            watch("Webhooks/${AWS::StackName}", "oldest_parked_retry_age", ""),
+        ),
         (
             "TableThrottlesAlarm",
             watch("AWS/DynamoDB", "ReadThrottleEvents", "Table"),

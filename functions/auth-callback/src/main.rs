@@ -8,6 +8,7 @@ use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::SystemClock;
 use webhooks_runtime::Budget;
 use webhooks_runtime::lambda::{LambdaContext, SecretAccess};
+use webhooks_runtime::metrics::flush_emf;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -20,7 +21,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // error; the invocation's deadline bounds the decision, so a caller gets one in time.
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let budget = Budget::of_invocation(&event.context);
-        Ok::<_, lambda_runtime::Error>(auth.decide_payload(event.payload, budget).await)
+        let decision = auth.decide_payload(event.payload, budget).await;
+        flush_emf();
+        Ok::<_, lambda_runtime::Error>(decision)
     }))
     .await
 }

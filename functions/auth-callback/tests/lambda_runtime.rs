@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use webhooks_domain::auth::MAX_AUTH_CALLBACK_TIMEOUT_MS;
 use webhooks_domain::{AuthCallbackConfig, AuthMethod};
 use webhooks_storage::AuthCallbackStore;
-use webhooks_tests::lambda_emulator::{LOOPBACK_URLS, LambdaStack, bootstrap_binary};
+use webhooks_tests::emf::assert_emf_as_documented;
+use webhooks_tests::lambda_emulator::{LOOPBACK_URLS, LambdaStack, METRICS_NAMESPACE, bootstrap_binary};
 use webhooks_tests::merchant::TestMerchant;
 
 const INVOKE: Duration = Duration::from_secs(10);
@@ -68,6 +69,16 @@ async fn auth_callback_bootstrap_answers_a_direct_invoke_on_the_runtime_api() {
         callback.requests().len(),
         1,
         "only the first decision asks the merchant"
+    );
+    let metrics = assert_emf_as_documented(&function.log(), METRICS_NAMESPACE, &["auth_decisions", "auth_latency"]);
+    let reasons: Vec<&Value> = metrics.iter().filter_map(|document| document.get("reason")).collect();
+    assert_eq!(
+        reasons,
+        [
+            &json!("allowed"),
+            &json!("no_callback_configured"),
+            &json!("bad_request")
+        ]
     );
 
     println!("{figures}");

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 use webhooks_domain::{AttemptOutcome, DeliveryStatus, DeliveryTask};
 use webhooks_signing::seed::verify_body;
 use webhooks_storage::{DeliveryLog, PageRequest, SubscriptionStore};
+use webhooks_tests::emf::assert_emf_as_documented;
 use webhooks_tests::fixtures::{ORDER_ID, SECRET, event, secrets, subscription};
-use webhooks_tests::lambda_emulator::{FunctionProcess, LOOPBACK_URLS, LambdaEmulator, LambdaStack, bootstrap_binary};
+use webhooks_tests::lambda_emulator::{
+    FunctionProcess, LOOPBACK_URLS, LambdaEmulator, LambdaStack, METRICS_NAMESPACE, bootstrap_binary,
+};
 use webhooks_tests::merchant::TestMerchant;
 
 const MERCHANT: &str = "m_lambda_deliver";
@@ -59,6 +62,19 @@ async fn deliver_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     assert_eq!(attempts.items.len(), 1);
     assert_eq!(attempts.items[0].outcome, AttemptOutcome::Succeeded);
     assert_eq!(attempts.items[0].status_code, Some(200));
+    let metrics = assert_emf_as_documented(&function.log(), METRICS_NAMESPACE, &["deliveries", "attempt_latency"]);
+    let delivered = metrics
+        .iter()
+        .find(|document| document.get("deliveries").is_some())
+        .unwrap();
+    assert_eq!(
+        (
+            &delivered["outcome"],
+            &delivered["event_name"],
+            &delivered["deliveries"]
+        ),
+        (&json!("delivered"), &json!("crypto_delivered"), &json!(1))
+    );
 
     println!("{figures}");
     stack.function.stop();

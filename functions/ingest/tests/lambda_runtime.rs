@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use webhooks_domain::DeliveryTask;
 use webhooks_storage::{EventStore, QueueReceiver, SubscriptionStore};
+use webhooks_tests::emf::assert_emf_as_documented;
 use webhooks_tests::fixtures::{event, event_message, secrets, subscription};
-use webhooks_tests::lambda_emulator::{LambdaStack, bootstrap_binary};
+use webhooks_tests::lambda_emulator::{LambdaStack, METRICS_NAMESPACE, bootstrap_binary};
 
 const MERCHANT: &str = "m_lambda_ingest";
 const INVOKE: Duration = Duration::from_secs(30);
@@ -46,6 +47,8 @@ async fn ingest_bootstrap_answers_an_sqs_event_on_the_runtime_api() {
     assert_eq!(task.attempt, 1);
     let recorded = aws.store.get_event("evt-lambda-ingest-1").await.unwrap();
     assert_eq!(recorded.map(|e| e.merchant_id), Some(MERCHANT.to_owned()));
+    let metrics = assert_emf_as_documented(&function.log(), METRICS_NAMESPACE, &["events_ingested"]);
+    assert_eq!(metrics[0]["event_name"], "crypto_delivered");
 
     println!("{figures}");
     stack.function.stop();

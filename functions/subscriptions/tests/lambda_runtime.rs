@@ -9,7 +9,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use webhooks_storage::SubscriptionStore;
-use webhooks_tests::lambda_emulator::{LambdaStack, api_gateway_v2_event, bootstrap_binary};
+use webhooks_tests::emf::assert_emf_as_documented;
+use webhooks_tests::lambda_emulator::{LambdaStack, METRICS_NAMESPACE, api_gateway_v2_event, bootstrap_binary};
 
 const INVOKE: Duration = Duration::from_secs(30);
 const MERCHANT: &str = "m_lambda_subscriptions";
@@ -77,6 +78,23 @@ async fn subscriptions_bootstrap_answers_api_gateway_http_events_on_the_runtime_
     let anonymous = api_gateway_v2_event("GET", "/v1/subscriptions", &[], None);
     let (status, refused) = status_and_body(&emulator.invoke(anonymous, INVOKE).await.unwrap());
     assert_eq!(status, 401, "{refused}");
+    // One EMF document per request, flushed by its invocation: the route's template and status.
+    let metrics = assert_emf_as_documented(&function.log(), METRICS_NAMESPACE, &["api_requests", "api_latency"]);
+    let statuses: Vec<(&Value, &Value)> = metrics
+        .iter()
+        .filter(|document| document.get("status").is_some())
+        .map(|document| (&document["route"], &document["status"]))
+        .collect();
+    let route = json!("/v1/subscriptions");
+    assert_eq!(
+        statuses,
+        [
+            (&route, &json!("200")),
+            (&route, &json!("201")),
+            (&route, &json!("200")),
+            (&route, &json!("401"))
+        ]
+    );
 
     println!("{figures}");
     stack.function.stop();

@@ -49,6 +49,42 @@ async fn subscribe_publish_receive(stack: &Stack) {
     assert_eq!(body["orderId"], "order-1");
     assert_eq!(body["timeStamp"], "2022-10-26T22:36:41.658Z");
     assert_verifies(&received[0], secret);
+    assert_metrics_counted(stack).await;
+}
+
+/// `GET /metrics` counted what just happened: the event ingested, its delivery, the API
+/// request that subscribed, and an attempt latency.
+async fn assert_metrics_counted(stack: &Stack) {
+    let (status, text) = stack.call("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("Prometheus text");
+    let counted = |name: &str, labels: &[&str]| {
+        text.lines().any(|line| {
+            line.starts_with(&format!("{name}{{"))
+                && labels.iter().all(|label| line.contains(label))
+                && line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 1.0)
+        })
+    };
+    assert!(
+        counted("events_ingested", &[r#"event_name="crypto_delivered""#]),
+        "{text}"
+    );
+    assert!(
+        counted(
+            "deliveries",
+            &[r#"outcome="delivered""#, r#"event_name="crypto_delivered""#]
+        ),
+        "{text}"
+    );
+    assert!(
+        counted("api_requests", &[r#"route="/v1/subscriptions""#, r#"status="201""#]),
+        "{text}"
+    );
+    assert!(counted("attempt_latency_count", &[r#"outcome="success""#]), "{text}");
 }
 
 #[tokio::test]

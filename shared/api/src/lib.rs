@@ -33,6 +33,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use time::OffsetDateTime;
 use webhooks_auth_callback::AuthCallback;
 use webhooks_domain::{Clock, IsoTime, UrlPolicy, hash_api_key, unix_millis};
+use webhooks_runtime::metrics;
 use webhooks_storage::{Backend, QueueSender};
 
 pub use error::ApiError;
@@ -257,7 +258,7 @@ fn handler<S: Backend + 'static, Q: QueueSender + 'static>(
 /// Rate-limits and authenticates every request ([`Api::admit`]), hands the [`Caller`] to
 /// the handler, and logs the outcome: method, route (the template: ids stay out of it),
 /// status, error code, latency and `merchant_id`; never a header, a body, a path, a query
-/// or a source address.
+/// or a source address. Counts it in the `api_requests` and `api_latency` metrics.
 async fn guard<S: Backend + 'static, Q: QueueSender + 'static>(
     State(api): ApiState<S, Q>,
     mut request: Request,
@@ -285,5 +286,9 @@ async fn guard<S: Backend + 'static, Q: QueueSender + 'static>(
         latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "merchant api request"
     );
+    let route = route.as_deref().unwrap_or("unmatched");
+    metrics::api_request(route, response.status().as_u16(), started.elapsed());
+    // In Lambda (one request per invocation) the request's metrics are written now.
+    metrics::flush_emf();
     response
 }

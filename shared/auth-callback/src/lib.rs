@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use webhooks_domain::{AuthCallbackConfig, Clock, UrlPolicy, Verdict};
 use webhooks_outbound::{Failure, OutboundClient};
-use webhooks_runtime::Budget;
+use webhooks_runtime::{Budget, metrics};
 use webhooks_storage::{AuthCallbackStore, MerchantStore};
 
 pub use crate::request::{AuthDecision, AuthRequest};
@@ -85,6 +85,7 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
             Err(error) => {
                 let decision = decision(Err(Denial::BadRequest(error.to_string())), false, Instant::now());
                 tracing::warn!(reason = %decision.reason, %error, "auth request refused");
+                count_decision(&decision);
                 decision
             }
         }
@@ -113,7 +114,9 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
             Ok((verdict, cached)) => (Ok(verdict), cached),
             Err(denial) => (Err(denial), false),
         };
-        log_decision(&merchant_id, &email, &action, outcome, cached, started)
+        let decision = log_decision(&merchant_id, &email, &action, outcome, cached, started);
+        count_decision(&decision);
+        decision
     }
 
     /// Decides with `config` instead of the stored one (the merchant API's test endpoint);
@@ -210,4 +213,14 @@ impl<S: AuthCallbackStore + MerchantStore> AuthCallback<S> {
             .await
             .unwrap_or(Err(Failure::Timeout.into()))
     }
+}
+
+/// Counts a decision the platform asked for in the `auth_decisions` metric, its reason
+/// bounded: an HTTP status is counted by its class (`http_status_5xx`).
+fn count_decision(decision: &AuthDecision) {
+    let reason = match decision.reason.strip_prefix("http_status_") {
+        Some(status) => format!("http_status_{}xx", &status[..1.min(status.len())]),
+        None => decision.reason.clone(),
+    };
+    metrics::auth_decision(decision.allowed, reason, Duration::from_millis(decision.latency_ms));
 }

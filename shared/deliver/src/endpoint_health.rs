@@ -19,6 +19,7 @@ use webhooks_domain::health::PROBE_INTERVAL;
 use webhooks_domain::{
     DeliveryStatus, DeliveryTask, EndpointHealth, EventName, HealthStatus, IsoTime, PlatformEvent, Subscription,
 };
+use webhooks_runtime::metrics;
 use webhooks_storage::{
     DeliveryLog, EndpointBreaker, HeldRelease, HeldTask, OutgoingMessage, QueueSender, Released, StoreError,
     SubscriptionStore, pass_on_held,
@@ -149,6 +150,9 @@ where
             .change_health(subscription, |health| health.after_failure(now, error))
             .await;
         let Some(next) = next else { return Ok(()) };
+        if next.status == HealthStatus::Failing && subscription.health.status != HealthStatus::Failing {
+            metrics::count(metrics::ENDPOINTS_FAILING, 1);
+        }
         if next.due_for_disable(now, self.config.disable_after) {
             return self.disable(subscription, now).await;
         }
@@ -196,6 +200,7 @@ where
         self.change_health(subscription, |health| health.disabled(now, disable_after))
             .await;
         tracing::warn!(merchant_id = %subscription.merchant_id, subscription_id = %subscription.id, "endpoint failing too long: subscription disabled, its deliveries held");
+        metrics::count(metrics::ENDPOINTS_DISABLED, 1);
         self.raise_endpoint_disabled(subscription, now).await;
         Ok(())
     }

@@ -25,6 +25,7 @@ use webhooks_domain::{
     SigningSecrets, Subscription, UrlPolicy, unix_millis,
 };
 use webhooks_outbound::OutboundClient;
+use webhooks_runtime::metrics::{self, DeliveryOutcome};
 use webhooks_runtime::{BatchError, Budget, process_batch};
 use webhooks_storage::aws::SdkTimeouts;
 use webhooks_storage::ports::MAX_DELAY;
@@ -108,6 +109,22 @@ pub enum TaskOutcome {
     Malformed,
 }
 
+impl TaskOutcome {
+    /// The `deliveries` metric's outcome, for the outcomes that are one (a redelivered or
+    /// early task, and a malformed message, are not).
+    fn metric(&self) -> Option<DeliveryOutcome> {
+        Some(match self {
+            TaskOutcome::Delivered => DeliveryOutcome::Delivered,
+            TaskOutcome::RetryScheduled(_) => DeliveryOutcome::RetryScheduled,
+            TaskOutcome::Exhausted | TaskOutcome::ManualFailed => DeliveryOutcome::Failed,
+            TaskOutcome::Held => DeliveryOutcome::Held,
+            TaskOutcome::RateLimited(_) => DeliveryOutcome::RateLimited,
+            TaskOutcome::Skipped => DeliveryOutcome::Skipped,
+            TaskOutcome::AlreadyRecorded | TaskOutcome::Deferred(_) | TaskOutcome::Malformed => return None,
+        })
+    }
+}
+
 /// The deliver function's dependencies.
 pub struct Deliver<S, Q> {
     store: S,
@@ -188,7 +205,11 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
             tracing::info!(event_id = %task.event.event_id, subscription_id = %task.subscription_id, attempt = task.attempt, remaining_ms = remaining.as_millis(), "early task scheduled again");
             return Ok(TaskOutcome::Deferred(remaining));
         }
-        self.deliver_within(&task, budget).await
+        let outcome = self.deliver_within(&task, budget).await?;
+        if let Some(counted) = outcome.metric() {
+            metrics::delivery(counted, task.event.event_name);
+        }
+        Ok(outcome)
     }
 
     fn time_until_due(&self, task: &DeliveryTask) -> Option<Duration> {
@@ -272,6 +293,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
             self.config.timeout,
         )
         .await;
+        metrics::attempt_latency(is_success(&answer), latency);
         let mut attempt = self.attempt_record(task, now, AttemptOutcome::Failed);
         attempt.latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         attempt.error = error_kind(&answer).map(str::to_owned);
@@ -402,7 +424,10 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
                 let body = hand_off.body.clone();
                 self.deliveries.send(OutgoingMessage { body, delay }).await?;
             }
-            None => return Ok(()),
+            None => {
+                metrics::count(metrics::RETRIES_PARKED, 1);
+                return Ok(());
+            }
         }
         if let Err(error) = self.store.unpark(&[hand_off.parked()]).await {
             tracing::warn!(%error, task_key = %hand_off.task_key, "a passed-on hand-off stays in the due-time index; the scheduler will send it again");
@@ -456,7 +481,11 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
         }
         let due = self.clock.now() + delay;
         let due_ms = unix_millis(due);
-        self.store.park(&ParkedTask::new(&task.key(), due_ms, body, None)).await
+        self.store
+            .park(&ParkedTask::new(&task.key(), due_ms, body, None))
+            .await?;
+        metrics::count(metrics::RETRIES_PARKED, 1);
+        Ok(())
     }
 
     fn attempt_record(&self, task: &DeliveryTask, now: IsoTime, outcome: AttemptOutcome) -> DeliveryAttempt {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use time::OffsetDateTime;
 use webhooks_domain::{Clock, EventError, PlatformEvent};
+use webhooks_runtime::metrics;
 use webhooks_runtime::{BatchError, process_batch};
 use webhooks_storage::{EventStore, QueueSender, SubscriptionStore};
 
@@ -75,6 +76,7 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
                 self.events
                     .send_dead_letter(body, &format!("{}: {reason}", reason.code()))
                     .await?;
+                metrics::event_malformed(reason.code());
                 Ok(())
             }
         }
@@ -88,14 +90,19 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
 
     /// Records, fans out and marks one valid event.
     pub async fn ingest(&self, event: &PlatformEvent) -> Result<IngestOutcome, IngestError> {
-        publish(
+        let outcome = publish(
             &self.store,
             &self.deliveries,
             event,
             Audience::Subscribers,
             self.fan_out_lease,
         )
-        .await
+        .await?;
+        match outcome {
+            IngestOutcome::FannedOut(_) => metrics::event_ingested(event.event_name),
+            IngestOutcome::Duplicate => metrics::count(metrics::EVENTS_DUPLICATE, 1),
+        }
+        Ok(outcome)
     }
 }
 

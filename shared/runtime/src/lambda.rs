@@ -45,11 +45,12 @@ pub struct LambdaContext {
 }
 
 impl LambdaContext {
-    /// Reads the settings, installs logging, configures the SDK and connects to the table
+    /// Reads the settings, installs logging and the metrics recorder (EMF), configures the SDK and connects to the table
     /// with the keyring `access` calls for.
     pub async fn start(access: SecretAccess) -> anyhow::Result<Self> {
         let settings = Settings::from_env(Environment::Lambda)?;
         init_logging(settings.log_format);
+        crate::metrics::install_emf(&settings.metrics_namespace);
         let sdk = sdk_config_from_env(SdkTimeouts::INSIDE_LAMBDA).await;
         let table = Settings::required(&settings.table_name, "WEBHOOKS_TABLE_NAME")?;
         let keyring = match access {
@@ -86,7 +87,7 @@ impl LambdaContext {
 
 /// Runs the Lambda runtime loop of a function behind an SQS event source: each invocation's
 /// batch goes to `handle` with the invocation's time [`Budget`], and its partial-failure
-/// answer (ReportBatchItemFailures) back.
+/// answer (ReportBatchItemFailures) back; the metrics it recorded are flushed after it.
 pub async fn serve_sqs_batches<F, Fut>(handle: F) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(SqsEvent, Budget) -> Fut,
@@ -95,7 +96,9 @@ where
     let handle = &handle;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
         let budget = Budget::of_invocation(&event.context);
-        handle(event.payload, budget).await.map_err(lambda_runtime::Error::from)
+        let answer = handle(event.payload, budget).await.map_err(lambda_runtime::Error::from);
+        crate::metrics::flush_emf();
+        answer
     }))
     .await
 }

@@ -57,6 +57,9 @@ pub struct Settings {
     /// The KMS key (id, ARN or alias) that wraps the data keys of sealed secrets
     /// (`WEBHOOKS_KMS_KEY_ID`); only the functions that sign or call have it.
     pub kms_key_id: Option<String>,
+    /// The CloudWatch namespace of the functions' metrics (`WEBHOOKS_METRICS_NAMESPACE`,
+    /// default `Webhooks`; the template sets `Webhooks/{stack}`).
+    pub metrics_namespace: String,
 }
 
 /// A setting that is missing or does not parse; names the variable.
@@ -152,6 +155,7 @@ impl Settings {
             deliveries_queue_url: get("WEBHOOKS_DELIVERIES_QUEUE_URL"),
             deliveries_dlq_url: get("WEBHOOKS_DELIVERIES_DLQ_URL"),
             kms_key_id: get("WEBHOOKS_KMS_KEY_ID"),
+            metrics_namespace: get("WEBHOOKS_METRICS_NAMESPACE").unwrap_or_else(|| "Webhooks".to_owned()),
         })
     }
 

@@ -14,14 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use webhooks_domain::{Clock, unix_millis};
+use webhooks_runtime::metrics;
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{DUE_INDEX_SHARDS, OutgoingMessage, ParkedRetries, ParkedTask, QueueSender, StoreError};
 
 /// Parked tasks read from one shard at a time.
 pub const DUE_PAGE_SIZE: usize = 100;
-/// The CloudWatch namespace of the scheduler's metrics.
-pub const METRICS_NAMESPACE: &str = "Webhooks";
-
 /// What one run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveReport {
@@ -30,29 +28,6 @@ pub struct MoveReport {
     /// How late the most overdue of them was: the backlog's age (zero when the scheduler
     /// keeps up, growing when it does not).
     pub oldest_due_age: Duration,
-}
-
-impl MoveReport {
-    /// The run in CloudWatch Embedded Metric Format, one JSON object for one log line:
-    /// `DueRetriesMoved` (count) and `OldestDueRetryAgeSeconds`, by `FunctionName`.
-    pub fn emf(&self, function_name: &str, timestamp_ms: i64) -> serde_json::Value {
-        serde_json::json!({
-            "_aws": {
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": METRICS_NAMESPACE,
-                    "Dimensions": [["FunctionName"]],
-                    "Metrics": [
-                        {"Name": "DueRetriesMoved", "Unit": "Count"},
-                        {"Name": "OldestDueRetryAgeSeconds", "Unit": "Seconds"}
-                    ]
-                }]
-            },
-            "FunctionName": function_name,
-            "DueRetriesMoved": self.moved,
-            "OldestDueRetryAgeSeconds": self.oldest_due_age.as_secs_f64(),
-        })
-    }
 }
 
 /// Why a run stopped early; what it moved before stays moved.
@@ -125,6 +100,8 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
                 "due retries moved to the deliveries queue"
             );
         }
+        metrics::count(metrics::RETRIES_RELEASED, moved as u64);
+        metrics::gauge_seconds(metrics::OLDEST_PARKED_RETRY_AGE, oldest_due_age);
         Ok(MoveReport { moved, oldest_due_age })
     }
 
@@ -162,35 +139,5 @@ impl<S: ParkedRetries, Q: QueueSender> Scheduler<S, Q> {
                 first,
             }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_run_is_one_embedded_metric_format_line() {
-        let report = MoveReport {
-            moved: 3,
-            oldest_due_age: Duration::from_millis(1500),
-        };
-        let line = report.emf("stack-scheduler", 1_795_000_000_000);
-        let directive = &line["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], METRICS_NAMESPACE);
-        assert_eq!(directive["Dimensions"], serde_json::json!([["FunctionName"]]));
-        let names: Vec<&str> = directive["Metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|metric| metric["Name"].as_str().unwrap())
-            .collect();
-        for name in names {
-            assert!(line.get(name).is_some(), "{name} has a value");
-        }
-        assert_eq!(line["DueRetriesMoved"], 3);
-        assert_eq!(line["OldestDueRetryAgeSeconds"], 1.5);
-        assert_eq!(line["FunctionName"], "stack-scheduler");
-        assert_eq!(line["_aws"]["Timestamp"], 1_795_000_000_000_i64);
     }
 }

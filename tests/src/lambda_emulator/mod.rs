@@ -30,7 +30,7 @@ mod stack;
 pub use api_gateway::api_gateway_v2_event;
 pub use process::{BootstrapFigures, DEFAULT_MEMORY_SIZE_MB, FunctionProcess, NotPolling, bootstrap_binary};
 pub use runtime_api::LambdaEmulator;
-pub use stack::{LOOPBACK_URLS, LambdaStack};
+pub use stack::{LOOPBACK_URLS, LambdaStack, METRICS_NAMESPACE};
 
 /// The region every emulated resource lives in.
 pub const REGION: &str = "us-east-1";

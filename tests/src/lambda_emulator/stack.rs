@@ -24,6 +24,9 @@ const RECEIVE_WAIT_SECONDS: i32 = 5;
 /// local stack allows (Lambda's own policy is https to public hosts only).
 pub const LOOPBACK_URLS: &[(&str, &str)] = &[("WEBHOOKS_ALLOW_HTTP", "true"), ("WEBHOOKS_ALLOW_PRIVATE_URLS", "true")];
 
+/// The metrics namespace the functions are started with (their EMF lines carry it).
+pub const METRICS_NAMESPACE: &str = "Webhooks/lambda-test";
+
 /// One function as Lambda runs it, against the platform's table and queues on moto.
 pub struct LambdaStack {
     /// The table and queues.
@@ -144,7 +147,7 @@ impl LambdaStack {
 /// What a function needs to reach `aws`: dummy credentials, `AWS_ENDPOINT_URL` pointed at
 /// moto, and the `WEBHOOKS_*` table, queue and key settings (the key is ignored by the
 /// functions that never open a secret).
-fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 9] {
+fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 10] {
     [
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -155,5 +158,6 @@ fn deployment_env(aws: &MotoDeployment) -> [(&str, &str); 9] {
         ("WEBHOOKS_DELIVERIES_QUEUE_URL", &aws.queues.deliveries),
         ("WEBHOOKS_DELIVERIES_DLQ_URL", &aws.queues.deliveries_dlq),
         ("WEBHOOKS_KMS_KEY_ID", &aws.names.secrets_key),
+        ("WEBHOOKS_METRICS_NAMESPACE", METRICS_NAMESPACE),
     ]
 }
