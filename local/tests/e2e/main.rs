@@ -4,4 +4,5 @@
 mod endpoint_health;
 mod harness;
 mod outage;
+mod portal;
 mod scenarios;

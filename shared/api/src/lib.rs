@@ -15,8 +15,10 @@ mod auth_callback;
 mod deliveries;
 mod error;
 mod extract;
+mod portal;
 mod rate_limit;
 mod recover;
+mod stats;
 mod subscriptions;
 
 use std::net::IpAddr;
@@ -72,6 +74,8 @@ pub enum Endpoint {
     RetryDelivery,
     /// `POST /v1/subscriptions/{id}/recover`.
     RecoverDeliveries,
+    /// `GET /v1/subscriptions/{id}/stats`.
+    SubscriptionStats,
     /// `GET /v1/auth-callback`.
     GetAuthCallback,
     /// `PUT /v1/auth-callback`.
@@ -84,7 +88,7 @@ pub enum Endpoint {
 
 /// Every route of the merchant API: method, path (axum and OpenAPI share the `{name}`
 /// syntax) and what it does. [`router`] serves exactly these.
-pub const ROUTES: [(Method, &str, Endpoint); 15] = [
+pub const ROUTES: [(Method, &str, Endpoint); 16] = [
     (Method::POST, "/v1/subscriptions", Endpoint::CreateSubscription),
     (Method::GET, "/v1/subscriptions", Endpoint::ListSubscriptions),
     (Method::GET, "/v1/subscriptions/{id}", Endpoint::GetSubscription),
@@ -112,6 +116,7 @@ pub const ROUTES: [(Method, &str, Endpoint); 15] = [
         "/v1/subscriptions/{id}/recover",
         Endpoint::RecoverDeliveries,
     ),
+    (Method::GET, "/v1/subscriptions/{id}/stats", Endpoint::SubscriptionStats),
     (Method::GET, "/v1/auth-callback", Endpoint::GetAuthCallback),
     (Method::PUT, "/v1/auth-callback", Endpoint::PutAuthCallback),
     (Method::DELETE, "/v1/auth-callback", Endpoint::DeleteAuthCallback),
@@ -216,8 +221,8 @@ impl<S: Backend + 'static, Q: QueueSender + 'static> Api<S, Q> {
 }
 
 /// The merchant API as one router with its state applied: the routes of [`ROUTES`],
-/// authenticated, rate limited and logged; JSON 404 and 405 answers; bodies capped at
-/// [`MAX_BODY_BYTES`]. The local stack merges its own `/local/*` routes beside it.
+/// authenticated, rate limited and logged; the merchant portal's page and assets at `/`
+/// and `/portal/{file}`; JSON 404 and 405 answers; bodies capped at [`MAX_BODY_BYTES`]. The local stack merges its own `/local/*` routes beside it.
 pub fn router<S: Backend + 'static, Q: QueueSender + 'static>(api: Arc<Api<S, Q>>) -> Router {
     ROUTES
         .into_iter()
@@ -226,6 +231,7 @@ pub fn router<S: Backend + 'static, Q: QueueSender + 'static>(api: Arc<Api<S, Q>
             router.route(path, handler::<S, Q>(endpoint, filter))
         })
         .route_layer(middleware::from_fn_with_state(api.clone(), guard::<S, Q>))
+        .merge(portal::portal_routes())
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -248,6 +254,7 @@ fn handler<S: Backend + 'static, Q: QueueSender + 'static>(
         Endpoint::ListDeliveries => on(filter, deliveries::list::<S, Q>),
         Endpoint::RetryDelivery => on(filter, deliveries::retry::<S, Q>),
         Endpoint::RecoverDeliveries => on(filter, recover::recover::<S, Q>),
+        Endpoint::SubscriptionStats => on(filter, stats::stats::<S, Q>),
         Endpoint::GetAuthCallback => on(filter, auth_callback::get::<S, Q>),
         Endpoint::PutAuthCallback => on(filter, auth_callback::put::<S, Q>),
         Endpoint::DeleteAuthCallback => on(filter, auth_callback::delete::<S, Q>),

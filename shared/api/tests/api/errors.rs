@@ -61,7 +61,9 @@ async fn every_route_needs_a_valid_bearer_key(t: Transport) {
 async fn unknown_routes_are_404_and_other_methods_405(t: Transport) {
     let api = TestApi::start(t).await;
     for uri in [
-        "/",
+        "/index.html",
+        "/portal/nope.js",
+        "/portal/",
         "/v1",
         "/v1/subscriptionz",
         "/v2/subscriptions",

@@ -87,6 +87,7 @@ async fn merchant_b_cannot_see_or_change_anything_of_merchant_a(t: Transport) {
             | Endpoint::GetSecret
             | Endpoint::RotateSecret
             | Endpoint::ListDeliveries
+            | Endpoint::SubscriptionStats
             | Endpoint::RetryDelivery => {
                 let reply = b(None).await;
                 reply.expect(404);

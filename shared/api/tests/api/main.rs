@@ -14,6 +14,7 @@ mod recover;
 mod shared_limits;
 mod spec;
 mod ssrf;
+mod stats;
 mod subscription_rate_limit;
 mod subscriptions;
 mod support;

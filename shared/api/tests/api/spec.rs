@@ -13,7 +13,8 @@ fn spec() -> Value {
     serde_norway::from_str(&text).expect("openapi.yaml is YAML")
 }
 
-/// The merchant API's operations: every one not tagged `local` (those the local stack serves).
+/// The merchant API's operations: every one not tagged `local` (those the local stack serves)
+/// nor `portal` (the web page and its files, served beside the API without a key).
 fn merchant_operations(spec: &Value) -> Vec<(String, String, &Value)> {
     let mut operations = Vec::new();
     for (path, item) in spec["paths"].as_mapping().expect("paths") {
@@ -21,7 +22,7 @@ fn merchant_operations(spec: &Value) -> Vec<(String, String, &Value)> {
             let method = method.as_str().expect("a key");
             let local = operation["tags"]
                 .as_sequence()
-                .is_some_and(|tags| tags.iter().any(|tag| tag.as_str() == Some("local")));
+                .is_some_and(|tags| tags.iter().any(|tag| matches!(tag.as_str(), Some("local" | "portal"))));
             if METHODS.contains(&method) && !local {
                 let path = path.as_str().expect("a path").to_owned();
                 operations.push((method.to_uppercase(), path, operation));
