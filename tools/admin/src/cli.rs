@@ -11,7 +11,7 @@ use webhooks_domain::Redacted;
 #[command(
     name = "webhooks-admin",
     version,
-    about = "Operate a deployed webhooks stack: merchants, API keys, dead-letter queues, secrets at rest."
+    about = "Operate a deployed webhooks stack: merchants, API keys, dead-letter queues, secrets at rest, status."
 )]
 pub struct Cli {
     /// Where the table and queues are.
@@ -70,6 +70,30 @@ pub enum Command {
     /// Re-seal every secret at rest under the current KMS key (`--kms-key-id`, or the
     /// stack's `alias/NAME-secrets`); also seals any an older version stored in clear.
     Rekey,
+    /// The stack at a glance: queues and DLQs, parked retries, failing and disabled
+    /// endpoints, the merchants with the most failed attempts in the last hour.
+    ///
+    /// Queues: for each of events, deliveries and their DLQs, the messages visible, in
+    /// flight and delayed (GetQueueAttributes, approximate). The age of the oldest message
+    /// is shown for the DLQs only: a peek receives up to 10 messages with a visibility
+    /// timeout of 0 (none is hidden) and reports the oldest SentTimestamp among them, a
+    /// sample (the true oldest may be older). The main queues are not peeked: a receive
+    /// counts towards their redrive policy (5 receives on events, 6 on deliveries, then the
+    /// DLQ); the DLQs have none, so a peek there only raises a receive count. The main
+    /// queues' age is CloudWatch's ApproximateAgeOfOldestMessage: see the dashboard.
+    ///
+    /// Parked retries: the tasks in the due-time index (16 shards, counted with Query
+    /// COUNT), how many are overdue, and when the most overdue was due.
+    ///
+    /// Endpoints: every subscription whose stored health is failing or disabled, with
+    /// since when, its last error and why it was disabled (one Query per page of merchants
+    /// and of each merchant's subscriptions).
+    ///
+    /// Failures: the 10 merchants with the most failed attempts in the last hour, over
+    /// their current subscriptions. This costs one Query per subscription (over the last
+    /// hour of its attempt log), 8 merchants at a time: on a large stack it takes a while
+    /// and reads every attempt of the hour.
+    Status,
 }
 
 /// `merchant ...`
@@ -176,6 +200,8 @@ mod tests {
             })
         ));
         assert_eq!(cli.resources.stack.as_deref(), Some("webhooks-dev"));
+        let cli = parse(&["status", "--stack", "webhooks-prod", "--json"]);
+        assert!(cli.json && matches!(cli.command, Command::Status));
         let cli = parse(&["--json", "key", "revoke", "--key", "whk_abc"]);
         assert!(cli.json);
         assert!(!format!("{cli:?}").contains("whk_abc"), "{cli:?}");

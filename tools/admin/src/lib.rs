@@ -1,8 +1,9 @@
 //! `webhooks-admin`: the operator's CLI for a deployed stack (DESIGN §6).
 //!
 //! It mints merchants and their API keys in the table, revokes keys, lists merchants,
-//! counts and redrives the dead-letter queues, and re-seals every secret under the current
-//! KMS key (`rekey`). Each operation is a plain async function over
+//! counts and redrives the dead-letter queues, re-seals every secret under the current
+//! KMS key (`rekey`), and shows the stack at a glance (`status`: queues, parked retries,
+//! failing endpoints, failures by merchant). Each operation is a plain async function over
 //! the storage ports ([`MerchantStore`](webhooks_storage::MerchantStore), [`QueueReceiver`],
 //! [`QueueSender`](webhooks_storage::QueueSender)), so the tests drive the same code against
 //! moto; [`run`] only resolves the resources from flags, environment or the stack name and
@@ -21,6 +22,7 @@ mod merchants;
 mod redrive;
 mod rekey;
 mod report;
+mod status;
 
 pub use cli::{Cli, Command, DlqCommand, KeyCommand, MerchantCommand, QueueKind, ResourceArgs};
 pub use error::AdminError;
@@ -29,11 +31,16 @@ pub use merchants::{CreatedMerchant, MAX_NAME_CHARS, create_merchant, list_merch
 pub use redrive::redrive;
 pub use rekey::rekey;
 pub use report::Report;
+pub use status::{
+    FAILURE_WINDOW, MerchantFailures, OldestMessage, ParkedRetriesStatus, QueueStatus, Status, TOP_FAILING_MERCHANTS,
+    UnhealthyEndpoint,
+};
 
 use webhooks_domain::SystemClock;
 use webhooks_storage::QueueReceiver;
 
 use crate::deployment::Deployment;
+use crate::status::{StatusSources, status};
 
 /// Runs one command line against the resources it names.
 pub async fn run(cli: Cli) -> Result<Report, AdminError> {
@@ -78,6 +85,19 @@ pub async fn run(cli: Cli) -> Result<Report, AdminError> {
                 events_dlq: events_dlq.approximate_len().await?,
                 deliveries_dlq: deliveries_dlq.approximate_len().await?,
             }
+        }
+        Command::Status => {
+            let (events, events_dlq) = deployment.queues(QueueKind::Events).await?;
+            let (deliveries, deliveries_dlq) = deployment.queues(QueueKind::Deliveries).await?;
+            let sources = StatusSources {
+                store: deployment.store().await?,
+                sqs: deployment.sqs(),
+                queues: vec![
+                    (QueueKind::Events, events, events_dlq),
+                    (QueueKind::Deliveries, deliveries, deliveries_dlq),
+                ],
+            };
+            Report::Status(Box::new(status(&sources, &SystemClock).await?))
         }
     })
 }

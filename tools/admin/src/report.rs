@@ -6,6 +6,7 @@ use serde::Serialize;
 use webhooks_domain::{Merchant, Redacted};
 
 use crate::cli::QueueKind;
+use crate::status::Status;
 
 /// What a command did; printed as text or, with `--json`, as JSON. A new API key shows
 /// there, once; its `Debug` hides it.
@@ -59,6 +60,8 @@ pub enum Report {
         /// Messages in the deliveries DLQ.
         deliveries_dlq: usize,
     },
+    /// `status`.
+    Status(Box<Status>),
 }
 
 impl fmt::Debug for Report {
@@ -97,6 +100,7 @@ impl fmt::Debug for Report {
                 .field("events_dlq", events_dlq)
                 .field("deliveries_dlq", deliveries_dlq)
                 .finish(),
+            Report::Status(status) => f.debug_tuple("Status").field(status).finish(),
         }
     }
 }
@@ -136,6 +140,7 @@ impl fmt::Display for Report {
                 events_dlq,
                 deliveries_dlq,
             } => writeln!(f, "events-dlq: {events_dlq}\ndeliveries-dlq: {deliveries_dlq}"),
+            Report::Status(status) => write!(f, "{status}"),
         }
     }
 }

@@ -160,7 +160,7 @@ pub async fn create_resources(config: &SdkConfig, names: &ResourceNames) -> Resu
 }
 
 /// A [`StoreError::Backend`] for an SDK error, with AWS's error code and message when it has them.
-pub(crate) fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, error: E) -> StoreError {
+pub fn backend<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, error: E) -> StoreError {
     let message = match (error.code(), error.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),

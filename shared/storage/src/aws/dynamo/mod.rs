@@ -7,6 +7,7 @@ mod endpoint_breaker;
 mod events;
 mod keys;
 mod merchants;
+mod operator_reads;
 mod parked_retries;
 mod recovery;
 mod request_counters;
