@@ -26,7 +26,7 @@ use webhooks_domain::{
 };
 use webhooks_outbound::OutboundClient;
 use webhooks_runtime::metrics::{self, DeliveryOutcome};
-use webhooks_runtime::{BatchError, Budget, process_batch};
+use webhooks_runtime::{BatchError, BatchMemo, Budget, process_batch};
 use webhooks_storage::aws::SdkTimeouts;
 use webhooks_storage::ports::MAX_DELAY;
 use webhooks_storage::{
@@ -125,6 +125,9 @@ impl TaskOutcome {
     }
 }
 
+/// A batch's subscription reads (with their secrets), by (merchant, subscription).
+type SubscriptionReads = BatchMemo<(String, String), Option<(Subscription, SigningSecrets)>>;
+
 /// The deliver function's dependencies.
 pub struct Deliver<S, Q> {
     store: S,
@@ -176,8 +179,10 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
     /// Handles an SQS batch: every task at once, so a slow merchant delays only its own;
     /// each request ends in time for its attempt to be recorded within `budget`.
     pub async fn handle_batch_within(&self, event: SqsEvent, budget: Budget) -> Result<SqsBatchResponse, BatchError> {
+        let subscriptions = SubscriptionReads::default();
+        let subscriptions = &subscriptions;
         process_batch(event, |record| async move {
-            self.handle_record_within(&record, budget).await.map(|_| ())
+            self.handle_in_batch(&record, budget, subscriptions).await.map(|_| ())
         })
         .await
     }
@@ -189,6 +194,17 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
 
     /// Handles one deliveries-queue message within `budget`.
     pub async fn handle_record_within(&self, record: &SqsMessage, budget: Budget) -> Result<TaskOutcome, DeliverError> {
+        self.handle_in_batch(record, budget, &SubscriptionReads::default())
+            .await
+    }
+
+    /// Handles one message of a batch, sharing the batch's subscription reads.
+    async fn handle_in_batch(
+        &self,
+        record: &SqsMessage,
+        budget: Budget,
+        subscriptions: &SubscriptionReads,
+    ) -> Result<TaskOutcome, DeliverError> {
         let body = record.body.as_deref().unwrap_or_default();
         let task = match DeliveryTask::from_message_body(body) {
             Ok(task) => task,
@@ -205,7 +221,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
             tracing::info!(event_id = %task.event.event_id, subscription_id = %task.subscription_id, attempt = task.attempt, remaining_ms = remaining.as_millis(), "early task scheduled again");
             return Ok(TaskOutcome::Deferred(remaining));
         }
-        let outcome = self.deliver_within(&task, budget).await?;
+        let outcome = self.deliver_reading(&task, budget, subscriptions).await?;
         if let Some(counted) = outcome.metric() {
             metrics::delivery(counted, task.event.event_name);
         }
@@ -228,11 +244,24 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
     /// answered by then), so that the attempt is recorded and its retry handed off before
     /// the Lambda deadline.
     pub async fn deliver_within(&self, task: &DeliveryTask, budget: Budget) -> Result<TaskOutcome, DeliverError> {
+        self.deliver_reading(task, budget, &SubscriptionReads::default()).await
+    }
+
+    /// [`Deliver::deliver_within`], the subscription read once per batch.
+    async fn deliver_reading(
+        &self,
+        task: &DeliveryTask,
+        budget: Budget,
+        subscriptions: &SubscriptionReads,
+    ) -> Result<TaskOutcome, DeliverError> {
         let event = &task.event;
         let now = self.now();
-        let subscription = self
-            .store
-            .get_subscription_with_secrets(&event.merchant_id, &task.subscription_id)
+        let key = (event.merchant_id.clone(), task.subscription_id.clone());
+        let subscription = subscriptions
+            .get_or_read(key, || {
+                self.store
+                    .get_subscription_with_secrets(&event.merchant_id, &task.subscription_id)
+            })
             .await?;
         let (subscription, secrets) = match subscription {
             Some(found) if found.0.enabled => found,

@@ -9,16 +9,21 @@ pub mod publish;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt;
+use futures::future::join_all;
 use time::OffsetDateTime;
-use webhooks_domain::{Clock, EventError, PlatformEvent};
+use webhooks_domain::{Clock, DeliveryTask, EventError, PlatformEvent};
 use webhooks_runtime::metrics;
-use webhooks_runtime::{BatchError, process_batch};
+use webhooks_runtime::{BatchError, batch_response};
+use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{EventStore, QueueSender, SubscriptionStore};
 
 pub use crate::publish::{
-    Audience, FAN_OUT_CONCURRENT_BATCHES, FAN_OUT_LEASE, FAN_OUT_PAGE_SIZE, IngestError, IngestOutcome, enqueue,
-    publish,
+    Audience, FAN_OUT_CONCURRENT_BATCHES, FAN_OUT_LEASE, FAN_OUT_PAGE_SIZE, IngestError, IngestOutcome,
+    SubscriptionPages, begin, enqueue, finish, publish, subscriber_tasks,
 };
 
 /// The ingest function's dependencies: the store, the deliveries queue, the events queue
@@ -48,14 +53,71 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         Self { fan_out_lease, ..self }
     }
 
-    /// Handles an SQS batch; records that failed for a retryable reason are reported.
+    /// Handles an SQS batch in three steps, each for every record at once: record each
+    /// valid event and list its tasks (a page of a merchant's subscriptions is read once per
+    /// batch; a malformed event goes to the DLQ), send all the batch's tasks together, ten
+    /// to a request, then mark each event whose tasks all went out. A record whose step
+    /// failed is reported for SQS to redeliver; its fan-out is resumed then (the fan-out
+    /// protocol of [`publish`]).
     pub async fn handle_batch(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
-        process_batch(event, |record| async move { self.handle_record(&record).await }).await
+        let pages = SubscriptionPages::default();
+        let pages = &pages;
+        let planned: Vec<(Option<String>, Planned)> = join_all(
+            event
+                .records
+                .iter()
+                .map(|record| async move { (record.message_id.clone(), self.plan(record, pages).await) }),
+        )
+        .await;
+        let fan_outs: Vec<&FanOut> = planned
+            .iter()
+            .filter_map(|(_, plan)| plan.as_ref().ok()?.as_ref())
+            .collect();
+        let unsent = send_all(&self.deliveries, &fan_outs).await;
+        let outcomes = join_all(planned.iter().map(|(message_id, plan)| async {
+            let outcome = match plan {
+                Err(error) => Err(error.to_string()),
+                Ok(None) => Ok(()),
+                Ok(Some(fan_out)) => match unsent.get(&fan_out.event.event_id) {
+                    Some(error) => Err(error.clone()),
+                    None => finish(&self.store, &fan_out.event, fan_out.tasks.len())
+                        .await
+                        .map(|_| metrics::event_ingested(fan_out.event.event_name))
+                        .map_err(|error| error.to_string()),
+                },
+            };
+            (message_id.clone(), outcome)
+        }))
+        .await;
+        batch_response(outcomes)
+    }
+
+    /// The first step for one record: a malformed event to the DLQ (nothing more to do), a
+    /// duplicate counted (nothing more), or a valid event recorded with its tasks.
+    async fn plan(&self, record: &SqsMessage, pages: &SubscriptionPages) -> Planned {
+        let Some(event) = self.parse_record(record).await? else {
+            return Ok(None);
+        };
+        let Some(event) = begin(&self.store, &event, self.fan_out_lease).await? else {
+            metrics::count(metrics::EVENTS_DUPLICATE, 1);
+            return Ok(None);
+        };
+        let tasks = subscriber_tasks(&self.store, &event, pages).await?;
+        Ok(Some(FanOut { event, tasks }))
     }
 
     /// Handles one events-queue message. A malformed one goes to the DLQ with its reason and
     /// counts as handled, so it never blocks the batch.
     pub async fn handle_record(&self, record: &SqsMessage) -> Result<(), IngestError> {
+        match self.parse_record(record).await? {
+            Some(event) => self.ingest(&event).await.map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The record's event, or `None` for a malformed one, which is sent to the DLQ with
+    /// its reason.
+    async fn parse_record(&self, record: &SqsMessage) -> Result<Option<PlatformEvent>, IngestError> {
         let body = record.body.as_deref().unwrap_or_default();
         let sent_at = sent_at(record).unwrap_or_else(|| {
             tracing::warn!(
@@ -65,7 +127,7 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
             self.clock.now()
         });
         match PlatformEvent::parse(body.as_bytes(), sent_at) {
-            Ok(event) => self.ingest(&event).await.map(|_| ()),
+            Ok(event) => Ok(Some(event)),
             Err(reason) => {
                 tracing::warn!(
                     message_id = record.message_id.as_deref().unwrap_or_default(),
@@ -77,7 +139,7 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
                     .send_dead_letter(body, &format!("{}: {reason}", reason.code()))
                     .await?;
                 metrics::event_malformed(reason.code());
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -104,6 +166,42 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         }
         Ok(outcome)
     }
+}
+
+/// What the first step made of a record: nothing more to do, an event to fan out, or an
+/// error for SQS to redeliver it.
+type Planned = Result<Option<FanOut>, IngestError>;
+
+/// A recorded event and the tasks of its fan-out.
+struct FanOut {
+    event: PlatformEvent,
+    tasks: Vec<DeliveryTask>,
+}
+
+/// Sends every task of `fan_outs` to the deliveries queue, [`MAX_BATCH`] to a request
+/// whichever events they belong to, [`FAN_OUT_CONCURRENT_BATCHES`] requests at once. The
+/// events some of whose tasks were not sent, with why.
+async fn send_all<Q: QueueSender>(deliveries: &Q, fan_outs: &[&FanOut]) -> HashMap<String, String> {
+    let tasks: Vec<DeliveryTask> = fan_outs.iter().flat_map(|fan_out| fan_out.tasks.clone()).collect();
+    // Owned chunks: a stream of borrowed slices makes the future not `Send` for every lifetime.
+    let chunks: Vec<Vec<DeliveryTask>> = tasks.chunks(MAX_BATCH).map(<[_]>::to_vec).collect();
+    let sent: Vec<(Vec<DeliveryTask>, Result<(), IngestError>)> = futures::stream::iter(chunks)
+        .map(|chunk| async move {
+            let result = enqueue(deliveries, &chunk).await;
+            (chunk, result)
+        })
+        .buffer_unordered(FAN_OUT_CONCURRENT_BATCHES)
+        .collect()
+        .await;
+    let mut unsent = HashMap::new();
+    for (chunk, result) in sent {
+        if let Err(error) = result {
+            for task in chunk {
+                unsent.insert(task.event.event_id, error.to_string());
+            }
+        }
+    }
+    unsent
 }
 
 /// When the message was sent to the events queue: SQS's `SentTimestamp` attribute (unix

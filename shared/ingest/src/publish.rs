@@ -10,10 +10,11 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use webhooks_domain::{DeliveryTask, PlatformEvent};
+use webhooks_domain::{DeliveryTask, EventName, PlatformEvent, Subscription};
+use webhooks_runtime::BatchMemo;
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{
-    EventStore, OutgoingMessage, PageRequest, QueueSender, Recorded, StoreError, SubscriptionStore,
+    EventStore, OutgoingMessage, Page, PageRequest, QueueSender, Recorded, StoreError, SubscriptionStore,
 };
 
 /// Subscriptions read per store page during fan-out.
@@ -73,29 +74,49 @@ pub async fn publish<S: EventStore + SubscriptionStore, Q: QueueSender>(
     audience: Audience<'_>,
     lease: Duration,
 ) -> Result<IngestOutcome, IngestError> {
-    let event = match store.record_event(event, lease).await? {
-        Recorded::InProgress => return Err(IngestError::FanOutInProgress(event.event_id.clone())),
+    let Some(event) = begin(store, event, lease).await? else {
+        return Ok(IngestOutcome::Duplicate);
+    };
+    let tasks = match audience {
+        Audience::Subscribers => subscriber_tasks(store, &event, &SubscriptionPages::default()).await?,
+        Audience::Only(subscription_id) => vec![DeliveryTask::first(event.clone(), subscription_id.to_owned())],
+    };
+    let chunks: Vec<Vec<DeliveryTask>> = tasks.chunks(MAX_BATCH).map(<[_]>::to_vec).collect();
+    futures::stream::iter(chunks)
+        .map(|chunk| async move { enqueue(deliveries, &chunk).await })
+        .buffer_unordered(FAN_OUT_CONCURRENT_BATCHES)
+        .try_collect::<()>()
+        .await?;
+    finish(store, &event, tasks.len()).await
+}
+
+/// The first step: records the event and takes its fan-out lease. The event to fan out (the
+/// stored one when an unfinished fan-out is resumed), or `None` when it was fanned out before.
+pub async fn begin<S: EventStore>(
+    store: &S,
+    event: &PlatformEvent,
+    lease: Duration,
+) -> Result<Option<PlatformEvent>, IngestError> {
+    match store.record_event(event, lease).await? {
+        Recorded::InProgress => Err(IngestError::FanOutInProgress(event.event_id.clone())),
         Recorded::AlreadyFannedOut(_) => {
             tracing::info!(event_id = %event.event_id, merchant_id = %event.merchant_id, "duplicate event ignored");
-            return Ok(IngestOutcome::Duplicate);
+            Ok(None)
         }
-        Recorded::New => event.clone(),
+        Recorded::New => Ok(Some(event.clone())),
         Recorded::PendingFanOut(stored) => {
             tracing::info!(event_id = %stored.event_id, "resuming an unfinished fan-out");
-            stored
+            Ok(Some(stored))
         }
-    };
-    let count = match audience {
-        Audience::Subscribers => fan_out(store, deliveries, &event).await?,
-        Audience::Only(subscription_id) => {
-            enqueue(
-                deliveries,
-                &[DeliveryTask::first(event.clone(), subscription_id.to_owned())],
-            )
-            .await?;
-            1
-        }
-    };
+    }
+}
+
+/// The last step, once every task is on the queue: marks the event fanned out.
+pub async fn finish<S: EventStore>(
+    store: &S,
+    event: &PlatformEvent,
+    count: usize,
+) -> Result<IngestOutcome, IngestError> {
     store.mark_fanned_out(&event.event_id).await?;
     tracing::info!(
         event_id = %event.event_id,
@@ -107,35 +128,38 @@ pub async fn publish<S: EventStore + SubscriptionStore, Q: QueueSender>(
     Ok(IngestOutcome::FannedOut(count))
 }
 
-/// Enqueues one first-attempt task per enabled subscription taking the event, page by
-/// page, in concurrent batches of ten.
-async fn fan_out<S: SubscriptionStore, Q: QueueSender>(
+/// Pages of a merchant's subscriptions taking an event name, by (merchant, event name,
+/// cursor): read once per batch of events.
+pub type SubscriptionPages = BatchMemo<(String, EventName, Option<String>), Page<Subscription>>;
+
+/// One first-attempt task per enabled subscription taking the event, page by page.
+pub async fn subscriber_tasks<S: SubscriptionStore>(
     store: &S,
-    deliveries: &Q,
     event: &PlatformEvent,
-) -> Result<usize, IngestError> {
-    let mut page = PageRequest::first(FAN_OUT_PAGE_SIZE);
-    let mut total = 0;
+    pages: &SubscriptionPages,
+) -> Result<Vec<DeliveryTask>, IngestError> {
+    let mut cursor = None;
+    let mut tasks = Vec::new();
     loop {
-        let subscriptions = store
-            .subscriptions_for_event(&event.merchant_id, event.event_name, page.clone())
+        let key = (event.merchant_id.clone(), event.event_name, cursor.clone());
+        let page = PageRequest {
+            limit: FAN_OUT_PAGE_SIZE,
+            cursor: cursor.clone(),
+        };
+        let subscriptions = pages
+            .get_or_read(key, || {
+                store.subscriptions_for_event(&event.merchant_id, event.event_name, page)
+            })
             .await?;
-        let tasks: Vec<DeliveryTask> = subscriptions
-            .items
-            .iter()
-            .map(|subscription| DeliveryTask::first(event.clone(), subscription.id.clone()))
-            .collect();
-        total += tasks.len();
-        // Owned chunks: a stream of borrowed slices makes the future not `Send` for every lifetime.
-        let chunks: Vec<Vec<DeliveryTask>> = tasks.chunks(MAX_BATCH).map(<[_]>::to_vec).collect();
-        futures::stream::iter(chunks)
-            .map(|chunk| async move { enqueue(deliveries, &chunk).await })
-            .buffer_unordered(FAN_OUT_CONCURRENT_BATCHES)
-            .try_collect::<()>()
-            .await?;
+        tasks.extend(
+            subscriptions
+                .items
+                .iter()
+                .map(|subscription| DeliveryTask::first(event.clone(), subscription.id.clone())),
+        );
         match subscriptions.next_cursor {
-            Some(cursor) => page.cursor = Some(cursor),
-            None => return Ok(total),
+            Some(next) => cursor = Some(next),
+            None => return Ok(tasks),
         }
     }
 }

@@ -31,6 +31,14 @@ where
         async move { (message_id, handled.await) }
     }))
     .await;
+    batch_response(outcomes)
+}
+
+/// The partial-failure answer for each record's message id and outcome: the failed ones
+/// reported by message id; a failed one without an id fails the whole batch.
+pub fn batch_response<E: Display>(
+    outcomes: impl IntoIterator<Item = (Option<String>, Result<(), E>)>,
+) -> Result<SqsBatchResponse, BatchError> {
     let mut response = SqsBatchResponse::default();
     for (message_id, outcome) in outcomes {
         let Err(error) = outcome else { continue };
@@ -42,6 +50,40 @@ where
         response.add_failure(message_id);
     }
     Ok(response)
+}
+
+/// Reads shared by the records of one batch: the first record that asks for `key` reads it,
+/// the others (running at the same time) wait for that read and take a copy. A failed read
+/// is not kept: the next one asking reads again. The records of a batch run at once, so
+/// sharing a read among them sees what each reading it at that moment would have seen; it
+/// saves the repeated reads of a batch whose records concern one subscription or merchant.
+pub struct BatchMemo<K, V> {
+    cells: std::sync::Mutex<std::collections::HashMap<K, std::sync::Arc<tokio::sync::OnceCell<V>>>>,
+}
+
+impl<K, V> Default for BatchMemo<K, V> {
+    fn default() -> Self {
+        Self {
+            cells: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> BatchMemo<K, V> {
+    /// The value for `key`: read by `read` once per batch.
+    pub async fn get_or_read<E, Fut>(&self, key: K, read: impl FnOnce() -> Fut) -> Result<V, E>
+    where
+        Fut: Future<Output = Result<V, E>>,
+    {
+        let cell = self
+            .cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(read).await.cloned()
+    }
 }
 
 /// One queue message, as a poller outside Lambda received it.

@@ -10,6 +10,6 @@ pub mod logging;
 pub mod metrics;
 pub mod settings;
 
-pub use batch::{BatchError, QueueRecord, process_batch, sqs_event};
+pub use batch::{BatchError, BatchMemo, QueueRecord, batch_response, process_batch, sqs_event};
 pub use budget::{Budget, LAMBDA_DEADLINE_MARGIN};
 pub use settings::{Environment, Settings, SettingsError};

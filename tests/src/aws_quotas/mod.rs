@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -48,6 +49,7 @@ pub struct QuotaLayer {
 #[derive(Debug, Default)]
 struct State {
     counts: RequestCounts,
+    retries: RequestCounts,
     in_flight: in_flight::InFlight,
     key_schemas: dynamodb::KeySchemas,
 }
@@ -78,9 +80,17 @@ impl QuotaLayer {
         self.lock().counts.clone()
     }
 
+    /// Of [`QuotaLayer::counts`], the attempts the SDK retried (a throttle, a conflict, an
+    /// error it retries): what the code asked for is the difference.
+    pub fn retries(&self) -> RequestCounts {
+        self.lock().retries.clone()
+    }
+
     /// Starts counting requests from zero (the in-flight messages and the key schemas stay).
     pub fn reset(&self) {
-        self.lock().counts.clear();
+        let mut state = self.lock();
+        state.counts.clear();
+        state.retries.clear();
     }
 
     /// How many messages of the queue at `queue_url` are in flight: received through the
@@ -115,7 +125,7 @@ impl Intercept for QuotaLayer {
         Ok(())
     }
 
-    /// Counts the request, once per attempt.
+    /// Counts the request, once per attempt (and apart, the attempts that are retries).
     fn read_before_transmit(
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
@@ -126,7 +136,14 @@ impl Intercept for QuotaLayer {
             || ("unknown".to_owned(), "unknown".to_owned()),
             |m| (m.service().to_owned(), m.name().to_owned()),
         );
-        *self.lock().counts.entry(operation).or_default() += 1;
+        let retry = cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|attempts| attempts.attempts() > 1);
+        let mut state = self.lock();
+        if retry {
+            *state.retries.entry(operation.clone()).or_default() += 1;
+        }
+        *state.counts.entry(operation).or_default() += 1;
         Ok(())
     }
 
