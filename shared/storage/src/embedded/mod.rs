@@ -67,8 +67,12 @@ impl EmbeddedStore {
         }
         let mut conn = Connection::open(path).map_err(|error| StoreError::backend(OP, error))?;
         let cursor_key = schema::init(&mut conn).map_err(|error| StoreError::backend(OP, error))?;
+        // The WAL SQLite keeps beside the file while a connection is open (made by init's write).
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = std::fs::File::open(&wal_path).map_err(|error| StoreError::backend(OP, error))?;
         Ok(Self {
-            db: Arc::new(Db::new(conn, cursor_key)),
+            db: Arc::new(Db::new(conn, cursor_key, Some(wal))),
             retention: DEFAULT_RETENTION,
             keyring,
         })

@@ -256,6 +256,8 @@ impl QueueSender for EmbeddedQueue {
             tx.commit()?;
             Ok(results)
         })?;
+        // Queued means on disk (power loss included), before the caller hears it.
+        self.db.make_durable(self.db.committed()).await?;
         self.notify.notify_waiters();
         Ok(results)
     }
@@ -282,6 +284,7 @@ impl QueueSender for EmbeddedQueue {
                 .execute(params![dlq, Uuid::new_v4().to_string(), body, now_ms(), reason])?;
             Ok(())
         })?;
+        self.db.make_durable(self.db.committed()).await?;
         self.db.notifier(dlq).notify_waiters();
         Ok(())
     }

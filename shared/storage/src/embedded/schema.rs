@@ -70,7 +70,8 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // In WAL mode, NORMAL syncs at checkpoints only: a committed transaction survives the
-    // process being killed (kill -9), and only an OS crash or power loss may lose the last ones.
+    // process being killed (kill -9), and only an OS crash or power loss may lose the last ones;
+    // what must survive those too (a queued message) is synced as a group (`Db::make_durable`).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // One write transaction, so that processes opening the same file at once do not race.
     let tx = write_tx(conn)?;
