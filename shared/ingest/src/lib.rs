@@ -23,7 +23,7 @@ use webhooks_storage::{EventStore, QueueSender, SubscriptionStore};
 
 pub use crate::publish::{
     Audience, FAN_OUT_CONCURRENT_BATCHES, FAN_OUT_LEASE, FAN_OUT_PAGE_SIZE, IngestError, IngestOutcome,
-    SubscriptionPages, begin, enqueue, finish, publish, subscriber_tasks,
+    SubscriptionPages, began, enqueue, fanned_out, publish, subscriber_tasks,
 };
 
 /// The ingest function's dependencies: the store, the deliveries queue, the events queue
@@ -53,57 +53,96 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         Self { fan_out_lease, ..self }
     }
 
-    /// Handles an SQS batch in three steps, each for every record at once: record each
-    /// valid event and list its tasks (a page of a merchant's subscriptions is read once per
-    /// batch; a malformed event goes to the DLQ), send all the batch's tasks together, ten
-    /// to a request, then mark each event whose tasks all went out. A record whose step
-    /// failed is reported for SQS to redeliver; its fan-out is resumed then (the fan-out
-    /// protocol of [`publish`]).
+    /// Handles an SQS batch in steps, each for the whole batch: parse every record (a
+    /// malformed event goes to the DLQ), record the valid events together (one transaction
+    /// on the embedded store), list each one's tasks (a page of a merchant's subscriptions
+    /// is read once per batch), send all the batch's tasks together, ten to a request, then
+    /// mark the events whose tasks all went out, together. A record whose step failed is
+    /// reported for SQS to redeliver; its fan-out is resumed then (the protocol of [`publish`]).
     pub async fn handle_batch(&self, event: SqsEvent) -> Result<SqsBatchResponse, BatchError> {
+        let records = &event.records;
+        let parsed = join_all(records.iter().map(|record| self.parse_record(record))).await;
+        let mut steps: Vec<Step> = Vec::with_capacity(records.len());
+        let mut valid = Vec::new();
+        for (n, parsed) in parsed.into_iter().enumerate() {
+            match parsed {
+                Ok(Some(event)) => {
+                    valid.push((n, event));
+                    steps.push(Step::Done);
+                }
+                Ok(None) => steps.push(Step::Done),
+                Err(error) => steps.push(Step::Failed(error.to_string())),
+            }
+        }
+        let events: Vec<PlatformEvent> = valid.iter().map(|(_, event)| event.clone()).collect();
+        let recorded = self.store.record_events(&events, self.fan_out_lease).await;
         let pages = SubscriptionPages::default();
         let pages = &pages;
-        let planned: Vec<(Option<String>, Planned)> = join_all(
-            event
-                .records
-                .iter()
-                .map(|record| async move { (record.message_id.clone(), self.plan(record, pages).await) }),
+        let planned = join_all(
+            valid
+                .into_iter()
+                .zip(recorded)
+                .map(|((n, event), recorded)| async move {
+                    let step = match began(&event, recorded) {
+                        Err(error) => Step::Failed(error.to_string()),
+                        Ok(None) => {
+                            metrics::count(metrics::EVENTS_DUPLICATE, 1);
+                            Step::Done
+                        }
+                        Ok(Some(event)) => match subscriber_tasks(&self.store, &event, pages).await {
+                            Ok(tasks) => Step::FanOut(FanOut { event, tasks }),
+                            Err(error) => Step::Failed(error.to_string()),
+                        },
+                    };
+                    (n, step)
+                }),
         )
         .await;
-        let fan_outs: Vec<&FanOut> = planned
+        for (n, step) in planned {
+            steps[n] = step;
+        }
+        let fan_outs: Vec<&FanOut> = steps
             .iter()
-            .filter_map(|(_, plan)| plan.as_ref().ok()?.as_ref())
+            .filter_map(|step| match step {
+                Step::FanOut(fan_out) => Some(fan_out),
+                _ => None,
+            })
             .collect();
         let unsent = send_all(&self.deliveries, &fan_outs).await;
-        let outcomes = join_all(planned.iter().map(|(message_id, plan)| async {
-            let outcome = match plan {
-                Err(error) => Err(error.to_string()),
-                Ok(None) => Ok(()),
-                Ok(Some(fan_out)) => match unsent.get(&fan_out.event.event_id) {
-                    Some(error) => Err(error.clone()),
-                    None => finish(&self.store, &fan_out.event, fan_out.tasks.len())
-                        .await
-                        .map(|_| metrics::event_ingested(fan_out.event.event_name))
-                        .map_err(|error| error.to_string()),
-                },
+        let sent: Vec<&FanOut> = fan_outs
+            .into_iter()
+            .filter(|fan_out| !unsent.contains_key(&fan_out.event.event_id))
+            .collect();
+        let ids: Vec<String> = sent.iter().map(|fan_out| fan_out.event.event_id.clone()).collect();
+        let mut marked: HashMap<String, Result<(), String>> = HashMap::new();
+        for ((fan_out, id), result) in sent
+            .iter()
+            .zip(ids.iter())
+            .zip(self.store.mark_all_fanned_out(&ids).await)
+        {
+            if result.is_ok() {
+                fanned_out(&fan_out.event, fan_out.tasks.len());
+                metrics::event_ingested(fan_out.event.event_name);
+            }
+            marked.insert(id.clone(), result.map_err(|error| error.to_string()));
+        }
+        let outcomes = records.iter().zip(steps).map(|(record, step)| {
+            let outcome = match step {
+                Step::Done => Ok(()),
+                Step::Failed(error) => Err(error),
+                Step::FanOut(fan_out) => {
+                    let id = &fan_out.event.event_id;
+                    match unsent.get(id) {
+                        Some(error) => Err(error.clone()),
+                        None => marked
+                            .remove(id)
+                            .unwrap_or_else(|| Err(format!("event {id} not marked"))),
+                    }
+                }
             };
-            (message_id.clone(), outcome)
-        }))
-        .await;
+            (record.message_id.clone(), outcome)
+        });
         batch_response(outcomes)
-    }
-
-    /// The first step for one record: a malformed event to the DLQ (nothing more to do), a
-    /// duplicate counted (nothing more), or a valid event recorded with its tasks.
-    async fn plan(&self, record: &SqsMessage, pages: &SubscriptionPages) -> Planned {
-        let Some(event) = self.parse_record(record).await? else {
-            return Ok(None);
-        };
-        let Some(event) = begin(&self.store, &event, self.fan_out_lease).await? else {
-            metrics::count(metrics::EVENTS_DUPLICATE, 1);
-            return Ok(None);
-        };
-        let tasks = subscriber_tasks(&self.store, &event, pages).await?;
-        Ok(Some(FanOut { event, tasks }))
     }
 
     /// Handles one events-queue message. A malformed one goes to the DLQ with its reason and
@@ -168,9 +207,13 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
     }
 }
 
-/// What the first step made of a record: nothing more to do, an event to fan out, or an
-/// error for SQS to redeliver it.
-type Planned = Result<Option<FanOut>, IngestError>;
+/// Where a record of a batch stands: nothing (more) to do, failed (for SQS to redeliver
+/// it), or an event to fan out.
+enum Step {
+    Done,
+    Failed(String),
+    FanOut(FanOut),
+}
 
 /// A recorded event and the tasks of its fan-out.
 struct FanOut {

@@ -92,12 +92,22 @@ pub async fn publish<S: EventStore + SubscriptionStore, Q: QueueSender>(
 
 /// The first step: records the event and takes its fan-out lease. The event to fan out (the
 /// stored one when an unfinished fan-out is resumed), or `None` when it was fanned out before.
-pub async fn begin<S: EventStore>(
+async fn begin<S: EventStore>(
     store: &S,
     event: &PlatformEvent,
     lease: Duration,
 ) -> Result<Option<PlatformEvent>, IngestError> {
-    match store.record_event(event, lease).await? {
+    began(event, store.record_event(event, lease).await)
+}
+
+/// What [`EventStore::record_event`] said of `event` means for its fan-out: go on with it
+/// (the stored one when an unfinished fan-out is resumed), stop (fanned out before), or
+/// try again later (another worker holds it, or the store failed).
+pub fn began(
+    event: &PlatformEvent,
+    recorded: Result<Recorded, StoreError>,
+) -> Result<Option<PlatformEvent>, IngestError> {
+    match recorded? {
         Recorded::InProgress => Err(IngestError::FanOutInProgress(event.event_id.clone())),
         Recorded::AlreadyFannedOut(_) => {
             tracing::info!(event_id = %event.event_id, merchant_id = %event.merchant_id, "duplicate event ignored");
@@ -112,12 +122,14 @@ pub async fn begin<S: EventStore>(
 }
 
 /// The last step, once every task is on the queue: marks the event fanned out.
-pub async fn finish<S: EventStore>(
-    store: &S,
-    event: &PlatformEvent,
-    count: usize,
-) -> Result<IngestOutcome, IngestError> {
+async fn finish<S: EventStore>(store: &S, event: &PlatformEvent, count: usize) -> Result<IngestOutcome, IngestError> {
     store.mark_fanned_out(&event.event_id).await?;
+    fanned_out(event, count);
+    Ok(IngestOutcome::FannedOut(count))
+}
+
+/// Logs an event marked fanned out to `count` subscriptions.
+pub fn fanned_out(event: &PlatformEvent, count: usize) {
     tracing::info!(
         event_id = %event.event_id,
         merchant_id = %event.merchant_id,
@@ -125,7 +137,6 @@ pub async fn finish<S: EventStore>(
         subscriptions = count,
         "event fanned out"
     );
-    Ok(IngestOutcome::FannedOut(count))
 }
 
 /// Pages of a merchant's subscriptions taking an event name, by (merchant, event name,

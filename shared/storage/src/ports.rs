@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use webhooks_domain::{
     AuthCallbackConfig, DeliveryAttempt, DeliveryStatus, EndpointHealth, EventName, Merchant, PlatformEvent,
     SigningSecrets, Subscription,
@@ -129,6 +131,20 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Marks the event as fanned out to every subscription.
     fn mark_fanned_out(&self, event_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// [`EventStore::record_event`] for each of `events` (a batch): one answer per event, in
+    /// order. The embedded store does it in one transaction; DynamoDB, a conditional write
+    /// each (all at once).
+    fn record_events(
+        &self,
+        events: &[PlatformEvent],
+        lease: Duration,
+    ) -> impl Future<Output = Vec<Result<Recorded, StoreError>>> + Send {
+        join_all(events.iter().map(move |event| self.record_event(event, lease)))
+    }
+    /// [`EventStore::mark_fanned_out`] for each of `event_ids`: one answer per id, in order.
+    fn mark_all_fanned_out(&self, event_ids: &[String]) -> impl Future<Output = Vec<Result<(), StoreError>>> + Send {
+        join_all(event_ids.iter().map(|id| self.mark_fanned_out(id)))
+    }
     /// The event with this id, while it is retained.
     fn get_event(&self, event_id: &str) -> impl Future<Output = Result<Option<PlatformEvent>, StoreError>> + Send;
 }

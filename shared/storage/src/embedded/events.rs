@@ -1,5 +1,6 @@
 //! Events and their fan-out status: the `events` table. What `record_event` does is
-//! decided by `rules::fan_out_lease`; here it is carried out in one write transaction.
+//! decided by `rules::fan_out_lease`; here it is carried out in one write transaction, for
+//! one event or for a batch of them.
 
 use std::time::Duration;
 
@@ -16,39 +17,10 @@ use crate::rules::write_conditions::Precondition;
 
 impl EventStore for EmbeddedStore {
     async fn record_event(&self, event: &PlatformEvent, lease: Duration) -> Result<Recorded, StoreError> {
-        let json = to_json(event)?;
-        let id = &event.event_id;
-        self.db.call("events.record", |conn| {
-            let tx = write_tx(conn)?;
-            let now = now_ms();
-            let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
-            let stored: Option<(StoredEventState, String)> = tx
-                .query_row(sql, [id], |row| {
-                    let state = StoredEventState {
-                        fanned_out: row.get(0)?,
-                        lease_until_ms: row.get(1)?,
-                        expires_at_ms: row.get(2)?,
-                    };
-                    Ok((state, row.get(3)?))
-                })
-                .optional()?;
-            let (state, stored_json) = stored.unzip();
-            let decision = decide_record(state.as_ref(), now, lease);
-            match decision {
-                RecordDecision::Insert { lease_until_ms } => {
-                    let sql = "INSERT OR REPLACE INTO events \
-                               (event_id, json, fanned_out, expires_at_ms, lease_until_ms) VALUES (?1, ?2, 0, ?3, ?4)";
-                    tx.execute(sql, params![id, json, self.expires_at_ms(now), lease_until_ms])?;
-                }
-                RecordDecision::RetakeLease { lease_until_ms } => {
-                    let sql = "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1";
-                    tx.execute(sql, params![id, lease_until_ms])?;
-                }
-                RecordDecision::InProgress | RecordDecision::AlreadyFannedOut => {}
-            }
-            tx.commit()?;
-            Ok(decision.recorded(|| from_json(stored_json.as_deref().unwrap_or_default()))?)
-        })
+        self.record_events(std::slice::from_ref(event), lease)
+            .await
+            .pop()
+            .expect("one answer per event")
     }
 
     async fn mark_fanned_out(&self, event_id: &str) -> Result<(), StoreError> {
@@ -56,9 +28,90 @@ impl EventStore for EmbeddedStore {
         Precondition::Present.check(self.db.exec("events.mark_fanned_out", sql, [event_id])?)
     }
 
+    /// One write transaction for the whole batch.
+    async fn record_events(&self, events: &[PlatformEvent], lease: Duration) -> Vec<Result<Recorded, StoreError>> {
+        let recorded = self.db.call("events.record", |conn| {
+            let tx = write_tx(conn)?;
+            let now = now_ms();
+            let mut answers = Vec::with_capacity(events.len());
+            for event in events {
+                answers.push(self.record_in(&tx, event, now, lease)?);
+            }
+            tx.commit()?;
+            Ok(answers)
+        });
+        match recorded {
+            Ok(answers) => answers,
+            Err(error) => events.iter().map(|_| Err(error.clone())).collect(),
+        }
+    }
+
+    /// One write transaction for the whole batch.
+    async fn mark_all_fanned_out(&self, event_ids: &[String]) -> Vec<Result<(), StoreError>> {
+        let marked = self.db.call("events.mark_fanned_out", |conn| {
+            let tx = write_tx(conn)?;
+            let mut changed = Vec::with_capacity(event_ids.len());
+            {
+                let mut update = tx.prepare_cached("UPDATE events SET fanned_out = 1 WHERE event_id = ?1")?;
+                for id in event_ids {
+                    changed.push(update.execute([id])?);
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        });
+        match marked {
+            Ok(changed) => changed.into_iter().map(|n| Precondition::Present.check(n)).collect(),
+            Err(error) => event_ids.iter().map(|_| Err(error.clone())).collect(),
+        }
+    }
+
     async fn get_event(&self, event_id: &str) -> Result<Option<PlatformEvent>, StoreError> {
         // Retained while not expired: `rules::retention::is_expired` in SQL.
         let sql = "SELECT json FROM events WHERE event_id = ?1 AND expires_at_ms > ?2";
         self.db.fetch("events.get", sql, params![event_id, now_ms()])
+    }
+}
+
+impl EmbeddedStore {
+    /// Records one event within `tx`: a decision of `rules::fan_out_lease`, carried out.
+    fn record_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        event: &PlatformEvent,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Result<Recorded, StoreError>, rusqlite::Error> {
+        let id = &event.event_id;
+        let json = match to_json(event) {
+            Ok(json) => json,
+            Err(error) => return Ok(Err(error)),
+        };
+        let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
+        let stored: Option<(StoredEventState, String)> = tx
+            .query_row(sql, [id], |row| {
+                let state = StoredEventState {
+                    fanned_out: row.get(0)?,
+                    lease_until_ms: row.get(1)?,
+                    expires_at_ms: row.get(2)?,
+                };
+                Ok((state, row.get(3)?))
+            })
+            .optional()?;
+        let (state, stored_json) = stored.unzip();
+        let decision = decide_record(state.as_ref(), now, lease);
+        match decision {
+            RecordDecision::Insert { lease_until_ms } => {
+                let sql = "INSERT OR REPLACE INTO events \
+                           (event_id, json, fanned_out, expires_at_ms, lease_until_ms) VALUES (?1, ?2, 0, ?3, ?4)";
+                tx.execute(sql, params![id, json, self.expires_at_ms(now), lease_until_ms])?;
+            }
+            RecordDecision::RetakeLease { lease_until_ms } => {
+                let sql = "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1";
+                tx.execute(sql, params![id, lease_until_ms])?;
+            }
+            RecordDecision::InProgress | RecordDecision::AlreadyFannedOut => {}
+        }
+        Ok(decision.recorded(|| from_json(stored_json.as_deref().unwrap_or_default())))
     }
 }
