@@ -52,31 +52,19 @@ impl Deployment {
     }
 
     async fn store_with(&self, keyring: Keyring) -> Result<DynamoStore, AdminError> {
-        let table = self.table_name()?;
-        Ok(DynamoStore::connect(self.dynamodb(), table, DEFAULT_RETENTION, keyring).await?)
-    }
-
-    /// The table's name, from `--table` (or its variable), or else from the stack.
-    pub(crate) fn table_name(&self) -> Result<String, AdminError> {
-        match (&self.resources.table, &self.resources.stack) {
-            (Some(table), _) => Ok(table.clone()),
-            (None, Some(stack)) => Ok(ResourceNames::with_prefix(stack).table),
-            (None, None) => Err(AdminError::Missing {
-                what: "table",
-                flag: "table",
-                variable: "WEBHOOKS_TABLE_NAME",
-            }),
-        }
-    }
-
-    /// A DynamoDB client, for the reads of the table no store port offers (`status`).
-    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk)
-    }
-
-    /// An SQS client, for the queue attributes no queue port offers (`status`).
-    pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.sdk)
+        let table = match (&self.resources.table, &self.resources.stack) {
+            (Some(table), _) => table.clone(),
+            (None, Some(stack)) => ResourceNames::with_prefix(stack).table,
+            (None, None) => {
+                return Err(AdminError::Missing {
+                    what: "table",
+                    flag: "table",
+                    variable: "WEBHOOKS_TABLE_NAME",
+                });
+            }
+        };
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        Ok(DynamoStore::connect(client, table, DEFAULT_RETENTION, keyring).await?)
     }
 
     /// The queue of `kind` and its DLQ, each from its flag or else from the stack.
@@ -119,7 +107,7 @@ impl Deployment {
                 });
             }
         };
-        let client = self.sqs();
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
         Ok((
             SqsQueue::new(client.clone(), queue_url, None),
             SqsQueue::new(client, dlq_url, None),

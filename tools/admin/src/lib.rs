@@ -91,7 +91,6 @@ pub async fn run(cli: Cli) -> Result<Report, AdminError> {
             let (deliveries, deliveries_dlq) = deployment.queues(QueueKind::Deliveries).await?;
             let sources = StatusSources {
                 store: deployment.store().await?,
-                sqs: deployment.sqs(),
                 queues: vec![
                     (QueueKind::Events, events, events_dlq),
                     (QueueKind::Deliveries, deliveries, deliveries_dlq),

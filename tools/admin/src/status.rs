@@ -5,8 +5,8 @@
 //! Merchants, their subscriptions (with their health) and the most overdue parked retry are
 //! read through the store ports; the counts of the due-time index and of an hour of an
 //! attempt log through the DynamoDB store's operator reads (`count_parked`,
-//! `count_attempts`), which use the keys the ports write; the queue attributes are plain
-//! SQS calls.
+//! `count_attempts`), which use the keys the ports write; the queue counts through the SQS
+//! queue's `counts`.
 //!
 //! The age of the oldest message is peeked in the DLQs only: a receive counts towards a
 //! queue's `maxReceiveCount`, and the main queues move a message to their DLQ after 5
@@ -18,11 +18,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 use tokio::task::{JoinError, JoinSet};
 use webhooks_domain::{Clock, HealthStatus, IsoTime, Merchant, Subscription, redact_url};
-use webhooks_storage::aws::{DynamoStore, SqsQueue, backend};
+use webhooks_storage::aws::{DynamoStore, QueueCounts, SqsQueue};
 use webhooks_storage::ports::MAX_BATCH;
 use webhooks_storage::{DUE_INDEX_SHARDS, PageRequest, ParkedRetries, QueueReceiver, StoreError, SubscriptionStore};
 
@@ -172,8 +171,6 @@ pub struct MerchantFailures {
 pub(crate) struct StatusSources {
     /// The table, through the store ports.
     pub(crate) store: DynamoStore,
-    /// An SQS client, for the queue attributes.
-    pub(crate) sqs: aws_sdk_sqs::Client,
     /// Each queue and its DLQ.
     pub(crate) queues: Vec<(QueueKind, SqsQueue, SqsQueue)>,
 }
@@ -188,8 +185,8 @@ pub(crate) async fn status(sources: &StatusSources, clock: &dyn Clock) -> Result
     let at = IsoTime::new(now).ok_or_else(|| StoreError::Corrupt(format!("clock out of range: {now}")))?;
     let mut queues = Vec::with_capacity(2 * sources.queues.len());
     for (kind, queue, dlq) in &sources.queues {
-        queues.push(queue_status(&sources.sqs, kind.to_string(), queue, None).await?);
-        queues.push(queue_status(&sources.sqs, format!("{kind}-dlq"), dlq, Some(at)).await?);
+        queues.push(queue_status(kind.to_string(), queue, None).await?);
+        queues.push(queue_status(format!("{kind}-dlq"), dlq, Some(at)).await?);
     }
     let parked_retries = parked_retries(&sources.store, at).await?;
     let (unhealthy_endpoints, most_failed_merchants) = endpoints_and_failures(sources, at).await?;
@@ -204,29 +201,13 @@ pub(crate) async fn status(sources: &StatusSources, clock: &dyn Clock) -> Result
 
 /// A queue's counts, and, with `peek_at` (a DLQ), the age at that instant of the oldest
 /// message a peek finds.
-async fn queue_status(
-    sqs: &aws_sdk_sqs::Client,
-    name: String,
-    queue: &SqsQueue,
-    peek_at: Option<IsoTime>,
-) -> Result<QueueStatus, StoreError> {
-    let output = sqs
-        .get_queue_attributes()
-        .queue_url(queue.url())
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
-    let attributes = output.attributes.unwrap_or_default();
-    let count = |name: QueueAttributeName| attributes.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
+async fn queue_status(name: String, queue: &SqsQueue, peek_at: Option<IsoTime>) -> Result<QueueStatus, StoreError> {
     // Counted before the peek, which the counts should not see.
-    let (visible, in_flight, delayed) = (
-        count(QueueAttributeName::ApproximateNumberOfMessages),
-        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-    );
+    let QueueCounts {
+        visible,
+        in_flight,
+        delayed,
+    } = queue.counts().await?;
     let oldest = match peek_at {
         Some(now) => peek_oldest(queue, now).await?,
         None => OldestMessage::Dashboard,

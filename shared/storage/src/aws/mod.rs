@@ -7,7 +7,7 @@ mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use kms::kms_keyring;
-pub use sqs::{SqsQueue, create_queue_with_dlq};
+pub use sqs::{QueueCounts, SqsQueue, create_queue_with_dlq};
 
 use std::time::Duration;
 

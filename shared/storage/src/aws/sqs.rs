@@ -42,6 +42,38 @@ impl SqsQueue {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// What the queue holds, by state (SQS's approximate counts, one `GetQueueAttributes`).
+    pub async fn counts(&self) -> Result<QueueCounts, StoreError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
+        let attributes = output.attributes.unwrap_or_default();
+        let count = |name: QueueAttributeName| attributes.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(QueueCounts {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+}
+
+/// A queue's messages by state, as SQS approximates them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received, not deleted, still hidden.
+    pub in_flight: u64,
+    /// Sent with a delay not yet over.
+    pub delayed: u64,
 }
 
 fn seconds(duration: Duration) -> i32 {
@@ -261,18 +293,9 @@ impl QueueReceiver for SqsQueue {
     }
 
     async fn approximate_len(&self) -> Result<usize, StoreError> {
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| backend("sqs.GetQueueAttributes", e))?;
-        let attributes = output.attributes.unwrap_or_default();
-        Ok(attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+        let counts = self.counts().await?;
+        let total = counts.visible + counts.in_flight + counts.delayed;
+        Ok(usize::try_from(total).unwrap_or(usize::MAX))
     }
 }
 
