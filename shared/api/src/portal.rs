@@ -11,7 +11,7 @@ use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -61,10 +61,7 @@ fn asset(name: &str) -> Response {
     match ASSETS.iter().find(|(file, _, _)| *file == name) {
         Some((_, content_type, bytes)) => {
             let mut response = (StatusCode::OK, [(CONTENT_TYPE, *content_type)], *bytes).into_response();
-            let headers = response.headers_mut();
-            for (header, value) in SECURITY_HEADERS {
-                headers.insert(header, value.parse().expect("a valid header value"));
-            }
+            response.headers_mut().extend(SECURITY_HEADERS);
             response
         }
         None => ApiError::not_found("portal file").into_response(),
@@ -72,12 +69,15 @@ fn asset(name: &str) -> Response {
 }
 
 /// The headers of every portal answer: `no-cache` so that a deploy shows at once.
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
-    (CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_VALUE),
-    (X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (REFERRER_POLICY, "no-referrer"),
-    (X_FRAME_OPTIONS, "DENY"),
-    (CACHE_CONTROL, "no-cache"),
+const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
+    (
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    ),
+    (X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
 ];
 
 #[cfg(test)]
