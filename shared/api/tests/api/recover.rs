@@ -112,14 +112,8 @@ fn summary(tasks: &[DeliveryTask]) -> Vec<(&str, u32, bool, bool)> {
 async fn recover_queues_the_failed_deliveries_of_the_window_oldest_first_as_manual_attempts(t: Transport) {
     let api = TestApi::start(t).await;
     let url = "https://merchant.example.com/hook";
-    let id = api.subscribe(api.key_a(), json!({ "url": url })).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = api.subscribe(api.key_a(), json!({ "url": url })).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.subscription_id(api.key_a(), json!({ "url": url })).await;
+    let other = api.subscription_id(api.key_a(), json!({ "url": url })).await;
     let failed = DeliveryStatus::Failed;
     seed(&api, &id, "evt_before", hours_from_now(&api, -30), 8, failed).await;
     seed(&api, &id, "evt_newer", hours_from_now(&api, -5), 8, failed).await;
@@ -190,11 +184,8 @@ async fn a_delivery_failing_again_is_recovered_again_and_a_success_is_not(t: Tra
     let api = TestApi::start(t).await;
     let merchant = TestMerchant::start().await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": merchant.url("/flaky/1") }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": merchant.url("/flaky/1") }))
+        .await;
     seed(&api, &id, "evt_1", hours_from_now(&api, -3), 8, DeliveryStatus::Failed).await;
     seed(&api, &id, "evt_2", hours_from_now(&api, -2), 8, DeliveryStatus::Failed).await;
     let body = json!({ "since": hours_from_now(&api, -4), "until": hours_from_now(&api, 0) });
@@ -249,11 +240,8 @@ async fn a_delivery_failing_again_is_recovered_again_and_a_success_is_not(t: Tra
 async fn recover_refuses_times_that_are_not_rfc_3339_and_windows_empty_or_too_long(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     seed(
         &api,
         &id,
@@ -318,11 +306,8 @@ async fn recover_refuses_times_that_are_not_rfc_3339_and_windows_empty_or_too_lo
 async fn recover_is_404_for_an_unknown_subscription_or_another_merchants(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     seed(&api, &id, "evt_1", hours_from_now(&api, -2), 8, DeliveryStatus::Failed).await;
     let body = json!({ "since": hours_from_now(&api, -3) });
     for (key, uri) in [
@@ -341,11 +326,8 @@ async fn recover_is_404_for_an_unknown_subscription_or_another_merchants(t: Tran
 async fn a_disabled_subscription_keeps_its_failed_deliveries_until_it_is_enabled_again(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     seed(&api, &id, "evt_1", hours_from_now(&api, -2), 8, DeliveryStatus::Failed).await;
     let uri = format!("/v1/subscriptions/{id}");
     let body = json!({ "since": hours_from_now(&api, -3) });
@@ -371,11 +353,8 @@ async fn a_disabled_subscription_keeps_its_failed_deliveries_until_it_is_enabled
 async fn a_window_too_large_for_one_request_goes_on_from_next_since(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     let total = MAX_RECOVERED_PER_REQUEST + 7;
     let start = hours_from_now(&api, -48);
     for n in 0..total {
@@ -445,11 +424,8 @@ impl QueueSender for RefusingQueue {
 async fn deliveries_whose_tasks_the_queue_refuses_are_given_back_for_a_repeat() {
     let api = TestApi::start(Transport::Router).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     for n in 0..12 {
         seed(
             &api,
@@ -499,11 +475,8 @@ async fn deliveries_whose_tasks_the_queue_refuses_are_given_back_for_a_repeat() 
 async fn recover_passes_on_the_held_deliveries_of_the_window_once_and_not_while_another_release_runs(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     let endpoint = format!("{}#{id}", api.a.0);
     // Three deliveries held by the breaker (never attempted, or after a failed attempt):
     // two in the window, one before it.

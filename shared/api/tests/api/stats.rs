@@ -40,11 +40,8 @@ fn attempt(
 async fn stats_count_each_hour_by_outcome_with_latency_percentiles(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     let now = api.clock.iso_now().instant();
     let hour = now
         .replace_minute(0)
@@ -112,11 +109,8 @@ async fn stats_count_each_hour_by_outcome_with_latency_percentiles(t: Transport)
 async fn stats_refuse_hours_outside_1_to_168_and_other_merchants_subscriptions(t: Transport) {
     let api = TestApi::start(t).await;
     let id = api
-        .subscribe(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .subscription_id(api.key_a(), json!({ "url": "https://merchant.example.com/hook" }))
+        .await;
     for hours in ["0", "169", "-1", "x"] {
         let uri = format!("/v1/subscriptions/{id}/stats?hours={hours}");
         let reply = api.call(api.key_a(), "GET", &uri, None).await;

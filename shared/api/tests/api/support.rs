@@ -233,6 +233,12 @@ impl TestApi {
             .clone()
     }
 
+    /// Creates a subscription (201) and returns its id.
+    pub async fn subscription_id(&self, key: &str, body: Value) -> String {
+        let created = self.subscribe(key, body).await;
+        created["id"].as_str().expect("a subscription id").to_owned()
+    }
+
     /// Takes every task waiting on the deliveries queue.
     pub async fn queued_tasks(&self) -> Vec<DeliveryTask> {
         let messages = self
