@@ -63,40 +63,37 @@ impl<S: EventStore + SubscriptionStore, Q: QueueSender> Ingest<S, Q> {
         let records = &event.records;
         let parsed = join_all(records.iter().map(|record| self.parse_record(record))).await;
         let mut steps: Vec<Step> = Vec::with_capacity(records.len());
-        let mut valid = Vec::new();
+        let (mut positions, mut events) = (Vec::new(), Vec::new());
         for (n, parsed) in parsed.into_iter().enumerate() {
             match parsed {
                 Ok(Some(event)) => {
-                    valid.push((n, event));
+                    positions.push(n);
+                    events.push(event);
                     steps.push(Step::Done);
                 }
                 Ok(None) => steps.push(Step::Done),
                 Err(error) => steps.push(Step::Failed(error.to_string())),
             }
         }
-        let events: Vec<PlatformEvent> = valid.iter().map(|(_, event)| event.clone()).collect();
         let recorded = self.store.record_events(&events, self.fan_out_lease).await;
         let pages = SubscriptionPages::default();
         let pages = &pages;
-        let planned = join_all(
-            valid
-                .into_iter()
-                .zip(recorded)
-                .map(|((n, event), recorded)| async move {
-                    let step = match began(&event, recorded) {
+        let planned = join_all(positions.into_iter().zip(&events).zip(recorded).map(
+            |((n, event), recorded)| async move {
+                let step = match began(event, recorded) {
+                    Err(error) => Step::Failed(error.to_string()),
+                    Ok(None) => {
+                        metrics::count(metrics::EVENTS_DUPLICATE, 1);
+                        Step::Done
+                    }
+                    Ok(Some(event)) => match subscriber_tasks(&self.store, &event, pages).await {
+                        Ok(tasks) => Step::FanOut(FanOut { event, tasks }),
                         Err(error) => Step::Failed(error.to_string()),
-                        Ok(None) => {
-                            metrics::count(metrics::EVENTS_DUPLICATE, 1);
-                            Step::Done
-                        }
-                        Ok(Some(event)) => match subscriber_tasks(&self.store, &event, pages).await {
-                            Ok(tasks) => Step::FanOut(FanOut { event, tasks }),
-                            Err(error) => Step::Failed(error.to_string()),
-                        },
-                    };
-                    (n, step)
-                }),
-        )
+                    },
+                };
+                (n, step)
+            },
+        ))
         .await;
         for (n, step) in planned {
             steps[n] = step;
