@@ -59,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
                 keyring,
             )
             .await
-            .context("connect to the table (create it with --create-resources)")?;
+            .context("connect to the table (create it with --create-resources)")?
+            .with_attempt_log_shards(settings.attempt_log_shards)
+            .await
+            .context("raise the table's attempt-log shard count")?;
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let parts = StackParts {
                 store,

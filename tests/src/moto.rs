@@ -81,6 +81,10 @@ impl Drop for MotoServer {
     }
 }
 
+/// The attempt-log shards every store on a moto deployment writes: more than one, so that
+/// every test that lists, counts or recovers attempts reads merged shards.
+pub const TEST_ATTEMPT_LOG_SHARDS: u32 = 4;
+
 /// The platform's table and queues on a moto server of their own, made as template.yaml
 /// makes them for the stack [`STACK_NAME`]; moto stops when this drops. Its clients go
 /// through a [`QuotaLayer`], so a request AWS would refuse fails here too.
@@ -122,7 +126,10 @@ impl MotoDeployment {
         let keyring = kms_keyring(&config, names.secrets_key.clone());
         let store = DynamoStore::connect(dynamodb.clone(), names.table.clone(), DEFAULT_RETENTION, keyring)
             .await
-            .expect("connect to the table on moto");
+            .expect("connect to the table on moto")
+            .with_attempt_log_shards(TEST_ATTEMPT_LOG_SHARDS)
+            .await
+            .expect("raise the attempt-log shards on moto");
         quotas.reset();
         Self {
             store,

@@ -39,6 +39,7 @@ conformance!(
     events_dedupe_and_keep_their_fan_out_status,
     crash_mid_fan_out_is_resumed_on_redelivery,
     delivery_log_lists_newest_first_per_subscription,
+    a_long_delivery_log_pages_newest_first_without_gaps_or_repeats,
     an_attempt_is_recorded_once_with_its_status_and_hand_off,
     parked_retries_come_out_when_due_earliest_first_and_leave_when_unparked,
     auth_callback_config_is_per_merchant,
@@ -723,6 +724,41 @@ mod cases {
         assert_eq!(all_due(store, base + 40_000).await.len(), 30);
     }
 
+    /// Many deliveries' attempts, some at the same millisecond: every page follows the one
+    /// before, in one newest-first order (on DynamoDB, merged from the log's shards).
+    pub async fn a_long_delivery_log_pages_newest_first_without_gaps_or_repeats(h: &impl Harness) {
+        let store = h.store();
+        let base = 1_700_000_000_000;
+        let mut recorded = Vec::new();
+        for n in 0..45_i64 {
+            let event = format!("evt_{:02}", n % 15);
+            let number = u32::try_from(n / 15 + 1).unwrap();
+            // Three attempts share each millisecond.
+            let attempt = attempt("m_long", "sub_1", &event, number, base + (n / 3) * 1_000);
+            store.record_attempt(&attempt).await.unwrap();
+            recorded.push(attempt);
+        }
+        let mut listed = Vec::new();
+        let mut page = PageRequest::first(7);
+        loop {
+            let got = store.list_attempts("m_long", "sub_1", page.clone()).await.unwrap();
+            assert!(got.items.len() <= 7);
+            listed.extend(got.items);
+            match got.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        recorded.sort_by(|a, b| {
+            (b.attempted_at.unix_millis(), &b.event_id, b.attempt).cmp(&(
+                a.attempted_at.unix_millis(),
+                &a.event_id,
+                a.attempt,
+            ))
+        });
+        assert_eq!(listed, recorded);
+    }
+
     pub async fn delivery_log_lists_newest_first_per_subscription(h: &impl Harness) {
         let store = h.store();
         let base = 1_700_000_000_000;
@@ -1298,6 +1334,109 @@ mod aws_quota_layer_on_moto {
 
 /// The request counters the merchant API's rate limits count in (`RequestCounters`), on
 /// both backends.
+/// A subscription's attempt log on DynamoDB, write-sharded (`rules::attempt_key`): what was
+/// written before the log was sharded, or with fewer shards, is still read, and the count
+/// only grows.
+mod attempt_log_shards {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    use webhooks_storage::aws::DynamoStore;
+    use webhooks_storage::{DEFAULT_RETENTION, DeliveryLog, Keyring, PageRequest};
+    use webhooks_tests::moto::{MotoDeployment, TEST_ATTEMPT_LOG_SHARDS};
+
+    use crate::attempt;
+
+    async fn store(aws: &MotoDeployment) -> DynamoStore {
+        DynamoStore::connect(
+            aws.dynamodb.clone(),
+            aws.names.table.clone(),
+            DEFAULT_RETENTION,
+            Keyring::withheld(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// How many attempts are in the log's partition `pk`, read straight from the table.
+    async fn items_in(aws: &MotoDeployment, pk: &str) -> usize {
+        let output = aws
+            .dynamodb
+            .query()
+            .table_name(&aws.names.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", S(pk.into()))
+            .send()
+            .await
+            .unwrap();
+        output.items().len()
+    }
+
+    #[tokio::test]
+    async fn attempts_written_with_any_shard_count_are_listed_and_counted_together() {
+        let aws = MotoDeployment::start().await;
+        let base = 1_700_000_000_000;
+        let record = |store: DynamoStore, from: i64| async move {
+            for n in from..from + 20 {
+                let at = base + n * 1_000;
+                store
+                    .record_attempt(&attempt("m_a", "sub_1", &format!("evt_{n:03}"), 1, at))
+                    .await
+                    .unwrap();
+            }
+        };
+        // A store that spreads over nothing writes the one partition of an unsharded log.
+        let unsharded = store(&aws).await;
+        record(unsharded.clone(), 0).await;
+        assert_eq!(items_in(&aws, "ATTEMPTS#m_a#sub_1").await, 20);
+        // The deployment's store spreads over its shards; one started later with more, over those.
+        record(aws.store.clone(), 20).await;
+        let wider = store(&aws).await.with_attempt_log_shards(16).await.unwrap();
+        record(wider, 40).await;
+        let mut used = 0;
+        for shard in 1..16 {
+            used += usize::from(items_in(&aws, &format!("ATTEMPTS#m_a#sub_1#{shard}")).await > 0);
+        }
+        // 20 attempts thrown at random into 16 shards fill about 11 of them.
+        assert!(used >= 8, "20 attempts spread over {used} of shards 1..16");
+
+        // Any reader, whatever it writes with, reads every shard the table's count names.
+        let listed = unsharded
+            .list_attempts("m_a", "sub_1", PageRequest::first(100))
+            .await
+            .unwrap();
+        let events: Vec<String> = listed.items.iter().map(|a| a.event_id.clone()).collect();
+        let newest_first: Vec<String> = (0..60).rev().map(|n| format!("evt_{n:03}")).collect();
+        assert_eq!(events, newest_first);
+        assert_eq!(
+            unsharded
+                .count_attempts("m_a", "sub_1", base, base + 60_000)
+                .await
+                .unwrap(),
+            (60, 60)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_tables_shard_count_only_grows() {
+        let aws = MotoDeployment::start().await;
+        let fewer = store(&aws).await.with_attempt_log_shards(2).await.unwrap();
+        let base = 1_700_000_000_000;
+        for n in 0..40 {
+            let attempt = attempt("m_a", "sub_1", &format!("evt_{n:03}"), 1, base + n);
+            fewer.record_attempt(&attempt).await.unwrap();
+        }
+        // It writes over the deployment's count, not its own lower one.
+        let mut used = 0;
+        for shard in 0..TEST_ATTEMPT_LOG_SHARDS {
+            let pk = match shard {
+                0 => "ATTEMPTS#m_a#sub_1".to_owned(),
+                shard => format!("ATTEMPTS#m_a#sub_1#{shard}"),
+            };
+            used += usize::from(items_in(&aws, &pk).await > 0);
+        }
+        assert_eq!(used, TEST_ATTEMPT_LOG_SHARDS as usize);
+    }
+}
+
 mod request_counters {
     conformance!(
         a_counter_counts_each_request_of_its_key_in_its_window,
@@ -1378,8 +1517,9 @@ mod recovery {
         concurrent_recoveries_claim_each_delivery_once,
     );
 
-    /// What a page costs on DynamoDB, in requests: one `Query` of the log, one
-    /// `BatchGetItem` of the statuses, one `UpdateItem` per delivery claimed.
+    /// What a page costs on DynamoDB, in requests: one `GetItem` of the log's shard count,
+    /// one `Query` per shard of the log, one `BatchGetItem` of the statuses, one
+    /// `UpdateItem` per delivery claimed.
     #[tokio::test]
     async fn on_dynamodb_a_page_is_one_query_one_batch_read_and_one_update_per_claim() {
         use std::collections::BTreeMap;
@@ -1415,7 +1555,8 @@ mod recovery {
             aws.quota_layer().counts(),
             BTreeMap::from([
                 requests("BatchGetItem", 1),
-                requests("Query", 1),
+                requests("GetItem", 1),
+                requests("Query", u64::from(webhooks_tests::moto::TEST_ATTEMPT_LOG_SHARDS)),
                 requests("UpdateItem", 8)
             ])
         );

@@ -19,7 +19,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         probe_slots: settings.probe_slots,
     };
     let client = http_client(&settings.url_policy);
-    let deliver = Deliver::new(context.store, deliveries, client, config, Arc::new(SystemClock))
-        .raising_operational_events_on(events);
+    // Deliver alone writes attempts: it raises the table's shard count before it spreads them.
+    let store = context
+        .store
+        .with_attempt_log_shards(settings.attempt_log_shards)
+        .await?;
+    let deliver =
+        Deliver::new(store, deliveries, client, config, Arc::new(SystemClock)).raising_operational_events_on(events);
     serve_sqs_batches(|batch, budget| deliver.handle_batch_within(batch, budget)).await
 }

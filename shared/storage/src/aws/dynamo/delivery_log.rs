@@ -1,5 +1,5 @@
-//! The delivery log: attempts (`ATTEMPTS#{merchantId}#{subscriptionId}` / the shared
-//! `rules::attempt_key`) and delivery statuses (`DELIVERY#{eventId}` / `SUB#{id}`), both
+//! The delivery log: attempts (`ATTEMPTS#{merchantId}#{subscriptionId}[#{shard}]` / the
+//! shared `rules::attempt_key`, listed by merging the shards) and delivery statuses (`DELIVERY#{eventId}` / `SUB#{id}`), both
 //! with the TTL attribute.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 use webhooks_domain::{DeliveryAttempt, DeliveryStatus};
 
-use super::keys::{attempts_pk, delivery_pk, subscription_sk};
+use super::keys::{delivery_pk, subscription_sk};
 use super::parked_retries::parked_item;
 use super::{DynamoStore, Item, PageQuery, TTL_ATTRIBUTE, item, number};
 use crate::StoreError;
@@ -36,7 +36,7 @@ struct StoredDeliveryStatus {
 
 impl DeliveryLog for DynamoStore {
     async fn record_attempt(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-        let pk = attempts_pk(&attempt.merchant_id, &attempt.subscription_id);
+        let pk = self.attempts_pk_for(&attempt.merchant_id, &attempt.subscription_id, &attempt.event_id);
         let mut new = item(pk, attempt_sort_key(attempt), attempt)?;
         new.insert(TTL_ATTRIBUTE.into(), self.expires_at(now_ms()));
         self.put("dynamodb.record_attempt", new, None).await
@@ -52,7 +52,7 @@ impl DeliveryLog for DynamoStore {
         let query = PageQuery {
             op: "dynamodb.list_attempts",
             scope: &scope,
-            pk: attempts_pk(merchant_id, subscription_id),
+            partitions: self.attempt_log_partitions(merchant_id, subscription_id).await?,
             sk_prefix: ATTEMPT_KEY_PREFIX,
             forward: false,
             filter: None,
@@ -94,7 +94,7 @@ impl DeliveryLog for DynamoStore {
     ) -> Result<AttemptRecorded, StoreError> {
         let op = "dynamodb.record_attempt_once";
         let expires_at = self.expires_at(now_ms());
-        let pk = attempts_pk(&attempt.merchant_id, &attempt.subscription_id);
+        let pk = self.attempts_pk_for(&attempt.merchant_id, &attempt.subscription_id, &attempt.event_id);
         let mut attempt_item = item(pk, attempt_sort_key(attempt), attempt)?;
         attempt_item.insert(TTL_ATTRIBUTE.into(), expires_at.clone());
         let record = DeliveryStatusRecord {

@@ -39,9 +39,14 @@ pub(super) fn delivery_pk(event_id: &str) -> String {
     format!("DELIVERY#{event_id}")
 }
 
-/// The partition of a subscription's delivery attempts.
-pub(super) fn attempts_pk(merchant_id: &str, subscription_id: &str) -> String {
-    format!("ATTEMPTS#{merchant_id}#{subscription_id}")
+/// The partition of shard `shard` of a subscription's delivery attempts
+/// (`rules::attempt_key::attempt_log_shard`). Shard 0 has no suffix: it is the whole log
+/// written before the log was sharded, so raising the shard count strands nothing.
+pub(super) fn attempts_pk(merchant_id: &str, subscription_id: &str, shard: u32) -> String {
+    match shard {
+        0 => format!("ATTEMPTS#{merchant_id}#{subscription_id}"),
+        shard => format!("ATTEMPTS#{merchant_id}#{subscription_id}#{shard}"),
+    }
 }
 
 /// The partition of one shard of the due-time index of parked retries.

@@ -72,7 +72,7 @@ impl MerchantStore for DynamoStore {
         let query = PageQuery {
             op: "dynamodb.list_merchants",
             scope: "merchants",
-            pk: MERCHANTS_PK.into(),
+            partitions: vec![MERCHANTS_PK.into()],
             sk_prefix: MERCHANT_PREFIX,
             forward: true,
             filter: None,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use webhooks_keyring::Keyring;
@@ -30,6 +31,7 @@ pub(super) use table::create_table;
 use super::backend;
 use crate::StoreError;
 use crate::page::{CursorCodec, Page, PageRequest};
+use crate::rules::attempt_key::attempt_log_shard;
 use crate::rules::retention::expires_at_ms;
 use crate::rules::unix_time::unix_seconds;
 use crate::rules::write_conditions::Precondition;
@@ -49,6 +51,8 @@ pub struct DynamoStore {
     cursors: CursorCodec,
     retention: Duration,
     keyring: Keyring,
+    /// How many shards of a subscription's attempt log this store writes to.
+    attempt_log_shards: u32,
 }
 
 impl DynamoStore {
@@ -69,7 +73,38 @@ impl DynamoStore {
             cursors: CursorCodec::new(key),
             retention,
             keyring,
+            attempt_log_shards: 1,
         })
+    }
+
+    /// Spreads the attempts this store writes over `shards` partitions per subscription
+    /// (`rules::attempt_key`; clamped to 1..=[`crate::MAX_ATTEMPT_LOG_SHARDS`]), or over
+    /// more if another writer raised the table's count higher: the count only grows, and
+    /// readers query as many shards as the table's count says.
+    pub async fn with_attempt_log_shards(mut self, shards: u32) -> Result<Self, StoreError> {
+        let wanted = shards.clamp(1, crate::MAX_ATTEMPT_LOG_SHARDS);
+        self.attempt_log_shards = table::raise_attempt_log_shards(&self.client, &self.table, wanted).await?;
+        Ok(self)
+    }
+
+    /// The shard of a subscription's attempt log that `event_id`'s attempts go to.
+    fn attempts_pk_for(&self, merchant_id: &str, subscription_id: &str, event_id: &str) -> String {
+        let shard = attempt_log_shard(event_id, self.attempt_log_shards);
+        keys::attempts_pk(merchant_id, subscription_id, shard)
+    }
+
+    /// Every partition a subscription's attempts may be in, shard 0 first: as many as the
+    /// table's shard count says now (read each time: listings are rare, and a writer may
+    /// have raised it since this store started).
+    async fn attempt_log_partitions(
+        &self,
+        merchant_id: &str,
+        subscription_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let shards = table::attempt_log_shards(&self.client, &self.table).await?;
+        Ok((0..shards.max(self.attempt_log_shards))
+            .map(|shard| keys::attempts_pk(merchant_id, subscription_id, shard))
+            .collect())
     }
 
     /// The TTL attribute of an item written at `now_ms`.
@@ -132,9 +167,9 @@ impl DynamoStore {
         Ok(output.attributes.is_some_and(|old| !old.is_empty()))
     }
 
-    /// One page of a partition's items whose sort key starts with `sk_prefix`, after the
-    /// cursor, optionally filtered. DynamoDB applies `Limit` before the filter, so this
-    /// queries until it has a full page (plus one, to know whether more exist) or the end.
+    /// One page of the items of the query's partitions whose sort key starts with
+    /// `sk_prefix`, after the cursor, optionally filtered: a full page (plus one, to know
+    /// whether more exist) or what is left.
     async fn query_page<T: DeserializeOwned>(
         &self,
         query: PageQuery<'_>,
@@ -143,48 +178,37 @@ impl DynamoStore {
         self.query_page_with(query, page, data).await
     }
 
-    /// [`DynamoStore::query_page`], each item decoded by `decode`.
+    /// [`DynamoStore::query_page`], each item decoded by `decode`. The partitions are
+    /// read at once, each up to a full page after the cursor, and merged by sort key.
     async fn query_page_with<T>(
         &self,
         query: PageQuery<'_>,
         page: &PageRequest,
         decode: impl Fn(&Item) -> Result<T, StoreError>,
     ) -> Result<Page<T>, StoreError> {
-        let mut start_key = match &page.cursor {
-            Some(cursor) => {
-                let sk = self.cursors.open(query.scope, cursor)?;
-                Some(HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(query.pk.clone())),
-                    ("sk".to_owned(), AttributeValue::S(sk)),
-                ]))
-            }
+        let after = match &page.cursor {
+            Some(cursor) => Some(self.cursors.open(query.scope, cursor)?),
             None => None,
         };
-        let mut items: Vec<Item> = Vec::new();
-        loop {
-            let wanted = page.limit + 1 - items.len();
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(query.pk.clone()))
-                .expression_attribute_values(":prefix", AttributeValue::S(query.sk_prefix.to_owned()))
-                .scan_index_forward(query.forward)
-                .set_exclusive_start_key(start_key.take())
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX));
-            if let Some((filter, values)) = &query.filter {
-                request = request.filter_expression(*filter);
-                for (name, value) in values {
-                    request = request.expression_attribute_values(*name, value.clone());
-                }
-            }
-            let output = request.send().await.map_err(|e| backend(query.op, e))?;
-            items.extend(output.items.unwrap_or_default());
-            start_key = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if items.len() > page.limit || start_key.is_none() {
-                break;
-            }
+        // Collected first: the compiler cannot prove a stream over a borrowing closure `Send`.
+        let reads: Vec<_> = query
+            .partitions
+            .iter()
+            .map(|pk| self.read_partition(&query, pk, after.as_deref(), page.limit + 1))
+            .collect();
+        let mut items: Vec<Item> = futures::stream::iter(reads)
+            .buffer_unordered(PARALLEL_SHARD_READS)
+            .try_collect::<Vec<Vec<Item>>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        if query.partitions.len() > 1 {
+            // Sort keys are unique across a key's shards: one order, one cursor.
+            items.sort_by(|a, b| match query.forward {
+                true => sort_key(a).cmp(sort_key(b)),
+                false => sort_key(b).cmp(sort_key(a)),
+            });
         }
         let more = items.len() > page.limit;
         items.truncate(page.limit);
@@ -195,13 +219,71 @@ impl DynamoStore {
         let items = items.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
+
+    /// Up to `wanted` items of partition `pk` that `query` selects, after the sort key
+    /// `after` (in the query's direction): DynamoDB applies `Limit` before the filter, so
+    /// this queries until it has them or the partition ends.
+    async fn read_partition(
+        &self,
+        query: &PageQuery<'_>,
+        pk: &str,
+        after: Option<&str>,
+        wanted: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        // A position, not necessarily an item of this partition: the query starts past it.
+        let mut start_key = after.map(|sk| {
+            HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+                ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+            ])
+        });
+        let mut items: Vec<Item> = Vec::new();
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .expression_attribute_values(":prefix", AttributeValue::S(query.sk_prefix.to_owned()))
+                .scan_index_forward(query.forward)
+                .set_exclusive_start_key(start_key.take())
+                .limit(i32::try_from(wanted - items.len()).unwrap_or(i32::MAX));
+            if let Some((filter, values)) = &query.filter {
+                request = request.filter_expression(*filter);
+                for (name, value) in values {
+                    request = request.expression_attribute_values(*name, value.clone());
+                }
+            }
+            let output = request.send().await.map_err(|e| backend(query.op, e))?;
+            items.extend(output.items.unwrap_or_default());
+            start_key = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if items.len() >= wanted || start_key.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+}
+
+/// How many partitions of a sharded key one page reads at once.
+const PARALLEL_SHARD_READS: usize = 16;
+
+/// An item's sort key, for merging the pages of several partitions (items without one,
+/// which no query returns, sort first).
+fn sort_key(item: &Item) -> &str {
+    match item.get("sk") {
+        Some(AttributeValue::S(sk)) => sk,
+        _ => "",
+    }
 }
 
 /// What [`DynamoStore::query_page`] reads.
 struct PageQuery<'a> {
     op: &'static str,
     scope: &'a str,
-    pk: String,
+    /// The partitions read, merged into one order: one key, or every shard of a
+    /// write-sharded one.
+    partitions: Vec<String>,
     sk_prefix: &'a str,
     forward: bool,
     filter: Option<(&'static str, Vec<(&'static str, AttributeValue)>)>,

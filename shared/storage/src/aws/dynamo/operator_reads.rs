@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use webhooks_domain::{AttemptOutcome, DeliveryAttempt};
 
 use super::DynamoStore;
-use super::keys::{attempts_pk, due_pk};
+use super::keys::due_pk;
 use crate::StoreError;
 use crate::aws::backend;
 use crate::rules::attempt_key::attempt_key_range;
@@ -53,37 +53,40 @@ impl DynamoStore {
         let op = "dynamodb.count_attempts";
         let (first, last) = attempt_key_range(since_ms, until_ms);
         let (mut attempts, mut failed) = (0, 0);
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-                .expression_attribute_values(":pk", AttributeValue::S(attempts_pk(merchant_id, subscription_id)))
-                .expression_attribute_values(":first", AttributeValue::S(first.clone()))
-                .expression_attribute_values(":last", AttributeValue::S(last.clone()))
-                .projection_expression("#data")
-                .expression_attribute_names("#data", "data")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| backend(op, e))?;
-            for item in output.items() {
-                let Some(AttributeValue::S(data)) = item.get("data") else {
-                    return Err(StoreError::Corrupt("an attempt without data".into()));
-                };
-                let attempt: DeliveryAttempt =
-                    serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                attempts += 1;
-                if attempt.outcome == AttemptOutcome::Failed {
-                    failed += 1;
+        for pk in self.attempt_log_partitions(merchant_id, subscription_id).await? {
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                    .expression_attribute_values(":first", AttributeValue::S(first.clone()))
+                    .expression_attribute_values(":last", AttributeValue::S(last.clone()))
+                    .projection_expression("#data")
+                    .expression_attribute_names("#data", "data")
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| backend(op, e))?;
+                for item in output.items() {
+                    let Some(AttributeValue::S(data)) = item.get("data") else {
+                        return Err(StoreError::Corrupt("an attempt without data".into()));
+                    };
+                    let attempt: DeliveryAttempt =
+                        serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    attempts += 1;
+                    if attempt.outcome == AttemptOutcome::Failed {
+                        failed += 1;
+                    }
+                }
+                start = output.last_evaluated_key.filter(|key| !key.is_empty());
+                if start.is_none() {
+                    break;
                 }
             }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() {
-                return Ok((attempts, failed));
-            }
         }
+        Ok((attempts, failed))
     }
 }

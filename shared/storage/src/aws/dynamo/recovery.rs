@@ -1,5 +1,5 @@
-//! Recovery's claims (`rules::recovery`): a `Query` of the subscription's attempts in the
-//! window (keys only, oldest first), one consistent `BatchGetItem` of the statuses of the
+//! Recovery's claims (`rules::recovery`): a `Query` of each shard of the subscription's
+//! attempt log in the window (keys only, oldest first, merged), one consistent `BatchGetItem` of the statuses of the
 //! deliveries first attempted there, then an `UpdateItem` per delivery taken, conditional
 //! on the status item's `data` being what was read (a compare-and-swap: of recoveries
 //! running at once, exactly one claims it).
@@ -11,8 +11,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use webhooks_domain::DeliveryStatus;
 
-use super::keys::{attempts_pk, delivery_pk, subscription_sk};
-use super::{DynamoStore, Item, TTL_ATTRIBUTE, condition_failed, number_attr, string_attr};
+use futures::{StreamExt, TryStreamExt};
+
+use super::keys::{delivery_pk, subscription_sk};
+use super::{DynamoStore, Item, PARALLEL_SHARD_READS, TTL_ATTRIBUTE, condition_failed, number_attr, string_attr};
 use crate::StoreError;
 use crate::aws::backend;
 use crate::ports::{ClaimedDelivery, DeliveryRecovery, LogPosition, RecoveryPage, RecoveryScope};
@@ -76,18 +78,57 @@ impl DeliveryRecovery for DynamoStore {
 
 impl DynamoStore {
     /// Up to `limit` + 1 attempt keys of the window after `after`, oldest first, and
-    /// whether the window goes on past the first `limit`.
+    /// whether the window goes on past the first `limit`: the log's shards read at once
+    /// and merged.
     async fn window_keys(
         &self,
         scope: &RecoveryScope<'_>,
         after: Option<&LogPosition>,
         limit: usize,
     ) -> Result<(Vec<String>, bool), StoreError> {
-        let pk = attempts_pk(scope.merchant_id, scope.subscription_id);
-        let (first, last) = attempt_key_range(scope.since_ms, scope.until_ms);
+        let partitions = self
+            .attempt_log_partitions(scope.merchant_id, scope.subscription_id)
+            .await?;
+        let range = attempt_key_range(scope.since_ms, scope.until_ms);
+        // Collected first: the compiler cannot prove a stream over a borrowing closure `Send`.
+        let reads: Vec<_> = partitions
+            .iter()
+            .map(|pk| self.shard_window_keys(pk, &range, after, limit.saturating_add(1)))
+            .collect();
+        let shards: Vec<(Vec<String>, bool)> = futures::stream::iter(reads)
+            .buffer_unordered(PARALLEL_SHARD_READS)
+            .try_collect()
+            .await?;
+        // Past a shard's last key, while it goes on, that shard is unknown: the merged
+        // keys stop there (sort keys are unique across shards).
+        let known_until = shards
+            .iter()
+            .filter(|(_, goes_on)| *goes_on)
+            .filter_map(|(keys, _)| keys.last())
+            .min()
+            .cloned();
+        let mut keys: Vec<String> = shards.into_iter().flat_map(|(keys, _)| keys).collect();
+        keys.sort_unstable();
+        if let Some(bound) = &known_until {
+            keys.retain(|key| key <= bound);
+        }
+        let more = keys.len() > limit || known_until.is_some();
+        Ok((keys, more))
+    }
+
+    /// Up to `wanted` attempt keys of one shard's part of the window after `after`, oldest
+    /// first, and whether that shard goes on past them (`wanted` reached or the 1 MB page).
+    async fn shard_window_keys(
+        &self,
+        pk: &str,
+        (first, last): &(String, String),
+        after: Option<&LogPosition>,
+        wanted: usize,
+    ) -> Result<(Vec<String>, bool), StoreError> {
+        // A position in the merged log, not necessarily a key of this shard.
         let start = after.map(|position| {
             HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
                 ("sk".to_owned(), AttributeValue::S(position.sort_key().to_owned())),
             ])
         });
@@ -96,13 +137,13 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-            .expression_attribute_values(":pk", AttributeValue::S(pk))
-            .expression_attribute_values(":first", AttributeValue::S(first))
-            .expression_attribute_values(":last", AttributeValue::S(last))
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .expression_attribute_values(":first", AttributeValue::S(first.clone()))
+            .expression_attribute_values(":last", AttributeValue::S(last.clone()))
             .projection_expression("sk")
             .scan_index_forward(true)
             .set_exclusive_start_key(start)
-            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
+            .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(|e| backend(OP, e))?;
@@ -111,9 +152,8 @@ impl DynamoStore {
             .iter()
             .map(|item| string_attr(item, "sk").map(str::to_owned))
             .collect::<Result<_, _>>()?;
-        // Past `limit` rows, or cut short by the 1 MB page: the window goes on.
-        let more = keys.len() > limit || output.last_evaluated_key.is_some_and(|key| !key.is_empty());
-        Ok((keys, more))
+        let goes_on = output.last_evaluated_key.is_some_and(|key| !key.is_empty());
+        Ok((keys, goes_on))
     }
 
     /// The status items of the deliveries of `event_ids` to the subscription, read

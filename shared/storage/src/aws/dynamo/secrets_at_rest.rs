@@ -49,7 +49,7 @@ impl SecretsAtRest for DynamoStore {
             let query = PageQuery {
                 op: "dynamodb.reseal_list",
                 scope: &scope,
-                pk: merchant_pk(merchant_id),
+                partitions: vec![merchant_pk(merchant_id)],
                 sk_prefix: SUBSCRIPTION_PREFIX,
                 forward: true,
                 filter: None,

@@ -73,7 +73,7 @@ impl DynamoStore {
         let query = PageQuery {
             op,
             scope,
-            pk: merchant_pk(merchant_id),
+            partitions: vec![merchant_pk(merchant_id)],
             sk_prefix: SUBSCRIPTION_PREFIX,
             forward: true,
             filter,
