@@ -33,6 +33,7 @@ webhooks_tests::on_both_backends!(
     a_failure_lets_one_held_delivery_through_as_a_probe_per_interval,
     an_endpoint_failing_past_disable_after_is_disabled_and_its_deliveries_held,
     the_release_lease_lets_one_release_at_a_time_and_is_free_once_it_runs_out,
+    scattered_failures_write_no_health_until_one_container_sees_three_in_a_row,
 );
 
 /// Deliver on `clock` with the default schedule, 5 s requests and 2 probe slots.
@@ -81,6 +82,47 @@ async fn make_failing<H: Harness>(deliver: &Deliver<H::Store, H::Queue>, h: &H, 
 
 pub mod cases {
     use super::*;
+
+    /// A healthy endpoint's failure is stored only once a container's recent attempts say
+    /// it is down, three in a row at least (`docs/capacity.md`: a busy endpoint's scattered
+    /// failures would write its subscription item past DynamoDB's 1,000 writes a second).
+    pub async fn scattered_failures_write_no_health_until_one_container_sees_three_in_a_row(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("health-scattered", 5).await;
+        let clock = Arc::new(ManualClock::default());
+        let container_a = deliver_on(h, &deliveries, clock.clone());
+        let container_b = deliver_on(h, &deliveries, clock);
+        let flaky = subscription(MERCHANT, "sub_flaky", &merchant.url("/flaky/2"));
+        let down = subscription(MERCHANT, "sub_down", &merchant.url("/status/503"));
+        for sub in [&flaky, &down] {
+            h.store().create_subscription(sub, &secrets()).await.unwrap();
+        }
+
+        // Two failures, then a success: nothing stored at any point.
+        for event_id in ["evt_f1", "evt_f2"] {
+            container_a.deliver(&task(event_id, "sub_flaky")).await.unwrap();
+            assert!(health_of(h, "sub_flaky").await.is_clean());
+        }
+        let outcome = container_a.deliver(&task("evt_f3", "sub_flaky")).await.unwrap();
+        assert_eq!(outcome, TaskOutcome::Delivered);
+        assert!(health_of(h, "sub_flaky").await.is_clean());
+
+        // Two failures in each of two containers: no container has seen three in a row.
+        for (container, event_id) in [
+            (&container_a, "evt_d1"),
+            (&container_b, "evt_d2"),
+            (&container_a, "evt_d3"),
+            (&container_b, "evt_d4"),
+        ] {
+            container.deliver(&task(event_id, "sub_down")).await.unwrap();
+        }
+        assert!(health_of(h, "sub_down").await.is_clean());
+        // The third in a row in one container: failing, counted from that run.
+        container_a.deliver(&task("evt_d5", "sub_down")).await.unwrap();
+        let health = health_of(h, "sub_down").await;
+        assert_eq!((health.status, health.consecutive_failures), (HealthStatus::Failing, 3));
+        assert_eq!(health.last_error.as_deref(), Some("503"));
+    }
 
     pub async fn health_is_a_compare_and_swap_that_a_replace_leaves_alone(h: &impl Harness) {
         let store = h.store();

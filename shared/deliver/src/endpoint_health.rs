@@ -4,7 +4,9 @@
 //! [`DeliverConfig::probe_slots`](crate::DeliverConfig) across all containers); without
 //! one the task is held in the endpoint's held index, its attempt number kept, at the cost
 //! of one write. After the attempt the endpoint's health is updated (a compare-and-swap
-//! beside the subscription; nothing is written while a healthy endpoint keeps succeeding).
+//! beside the subscription; nothing is written while a healthy endpoint keeps succeeding,
+//! nor for a failure of a healthy one until this container's recent attempts say it is
+//! down: [`crate::recent_outcomes`]).
 //! A success of a failing endpoint releases its held tasks to the queue, oldest first, a
 //! page per success (released tasks that succeed release the next pages). While it fails,
 //! one held task a [`PROBE_INTERVAL`] is let through as a probe, so that it recovers even
@@ -122,7 +124,7 @@ where
     /// recorded, and the next one updates the health again.
     pub(crate) async fn after_attempt(&self, subscription: &Subscription, succeeded: bool, error: &str, now: IsoTime) {
         let result = match succeeded {
-            true => self.after_success(subscription).await,
+            true => self.after_success(subscription, now).await,
             false => self.after_failure(subscription, error, now).await,
         };
         if let Err(error) = result {
@@ -130,7 +132,8 @@ where
         }
     }
 
-    async fn after_success(&self, subscription: &Subscription) -> Result<(), StoreError> {
+    async fn after_success(&self, subscription: &Subscription, now: IsoTime) -> Result<(), StoreError> {
+        self.recent_outcomes.record(&subscription.endpoint_key(), false, now);
         let health = &subscription.health;
         if health.is_clean() {
             return Ok(());
@@ -146,8 +149,16 @@ where
     }
 
     async fn after_failure(&self, subscription: &Subscription, error: &str, now: IsoTime) -> Result<(), StoreError> {
+        let recent = self.recent_outcomes.record(&subscription.endpoint_key(), true, now);
+        if subscription.health.status == HealthStatus::Healthy && !recent.say_down() {
+            // Scattered failures of a healthy endpoint: nothing to store.
+            return Ok(());
+        }
+        let run_since = recent.run_since.unwrap_or(now);
         let next = self
-            .change_health(subscription, |health| health.after_failure(now, error))
+            .change_health(subscription, |health| {
+                health.after_failure_run(recent.run_length, run_since, error)
+            })
             .await;
         let Some(next) = next else { return Ok(()) };
         if next.status == HealthStatus::Failing && subscription.health.status != HealthStatus::Failing {

@@ -13,6 +13,7 @@
 mod answer;
 mod endpoint_health;
 mod rate_gate;
+mod recent_outcomes;
 mod webhook_request;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use crate::answer::{EXCERPT_BYTES, RESPONSE_READ_CAP_BYTES};
 use crate::answer::{Answer, describe, error_kind, excerpt, failure_kind, is_success};
 use crate::endpoint_health::Admission;
 use crate::rate_gate::RateGate;
+use crate::recent_outcomes::RecentOutcomes;
 use crate::webhook_request::post_webhook;
 
 /// The `user-agent` of every webhook.
@@ -136,6 +138,8 @@ pub struct Deliver<S, Q> {
     config: DeliverConfig,
     clock: Arc<dyn Clock>,
     rate_gate: RateGate,
+    /// What this container saw of each endpoint's last attempts.
+    recent_outcomes: RecentOutcomes,
     /// Where the operational events deliver raises go (the events queue), if anywhere.
     operational_events: Option<Q>,
 }
@@ -158,6 +162,7 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
             config,
             clock,
             rate_gate: RateGate::default(),
+            recent_outcomes: RecentOutcomes::default(),
             operational_events: None,
         }
     }

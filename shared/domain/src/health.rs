@@ -64,7 +64,14 @@ impl EndpointHealth {
     /// After a failed attempt at `now` with `error`: one more failure in the run, failing
     /// from the [`FAILING_AFTER_FAILURES`]th on. A disabled endpoint stays disabled.
     pub fn after_failure(&self, now: IsoTime, error: &str) -> Self {
-        let consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.after_failure_run(1, now, error)
+    }
+
+    /// After a failed attempt that ends a run of `run_length` failures in a row seen by one
+    /// deliverer since `run_since`, with `error`: as [`EndpointHealth::after_failure`], the
+    /// stored count taken up to that run's length if it is shorter.
+    pub fn after_failure_run(&self, run_length: u32, run_since: IsoTime, error: &str) -> Self {
+        let consecutive_failures = self.consecutive_failures.saturating_add(1).max(run_length);
         let status = match self.status {
             HealthStatus::Disabled => HealthStatus::Disabled,
             _ if consecutive_failures >= FAILING_AFTER_FAILURES => HealthStatus::Failing,
@@ -72,7 +79,7 @@ impl EndpointHealth {
         };
         Self {
             status,
-            since: self.since.or(Some(now)),
+            since: self.since.or(Some(run_since)),
             consecutive_failures,
             last_error: Some(error.to_owned()),
             ..self.clone()
@@ -167,6 +174,24 @@ mod tests {
             }
         );
         assert!(EndpointHealth::default().after_success().is_clean());
+    }
+
+    #[test]
+    fn a_run_seen_by_one_deliverer_counts_from_its_start() {
+        let run = EndpointHealth::default().after_failure_run(3, at("2026-01-01T00:00:00Z"), "503");
+        assert_eq!((run.status, run.consecutive_failures), (HealthStatus::Failing, 3));
+        assert_eq!(run.since, Some(at("2026-01-01T00:00:00Z")));
+        // A longer stored run keeps counting; a disabled endpoint stays disabled.
+        let longer = run.after_failure_run(2, at("2026-01-01T00:01:00Z"), "timeout");
+        assert_eq!((longer.consecutive_failures, longer.since), (4, run.since));
+        let disabled = EndpointHealth {
+            status: HealthStatus::Disabled,
+            ..EndpointHealth::default()
+        };
+        assert_eq!(
+            disabled.after_failure_run(5, at("2026-01-01T00:00:00Z"), "503").status,
+            HealthStatus::Disabled
+        );
     }
 
     #[test]
