@@ -60,9 +60,9 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .context("connect to the table (create it with --create-resources)")?
-            .with_attempt_log_shards(settings.attempt_log_shards)
+            .with_subscription_shards(settings.subscription_shards)
             .await
-            .context("raise the table's attempt-log shard count")?;
+            .context("raise the table's subscription shard count")?;
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let parts = StackParts {
                 store,

@@ -30,12 +30,18 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts `moto_server` (from `$WEBHOOKS_TEST_MOTO` or `.venv/bin/moto_server`) and waits
-    /// until it accepts connections. Panics with the install command when it is missing.
+    /// Starts moto's server and waits until it accepts connections: `$WEBHOOKS_TEST_MOTO`
+    /// (a `moto_server` executable) if set, else `tests/moto_server.py` on the repo's
+    /// `.venv` Python (moto with DynamoDB's atomic writes). Panics with the install command
+    /// when it is missing.
     pub fn start() -> Self {
-        let binary = std::env::var_os("WEBHOOKS_TEST_MOTO")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        let (binary, script) = match std::env::var_os("WEBHOOKS_TEST_MOTO") {
+            Some(binary) => (PathBuf::from(binary), None),
+            None => (
+                repo_root().join(".venv/bin/python"),
+                Some(repo_root().join("tests/moto_server.py")),
+            ),
+        };
         assert!(
             binary.exists(),
             "moto server is not installed at {}: run `python3 -m venv .venv && \
@@ -44,6 +50,7 @@ impl MotoServer {
         );
         let port = free_port();
         let child = Command::new(&binary)
+            .args(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -81,9 +88,9 @@ impl Drop for MotoServer {
     }
 }
 
-/// The attempt-log shards every store on a moto deployment writes: more than one, so that
+/// The subscription shards every store on a moto deployment writes: more than one, so that
 /// every test that lists, counts or recovers attempts reads merged shards.
-pub const TEST_ATTEMPT_LOG_SHARDS: u32 = 4;
+pub const TEST_SUBSCRIPTION_SHARDS: u32 = 4;
 
 /// The platform's table and queues on a moto server of their own, made as template.yaml
 /// makes them for the stack [`STACK_NAME`]; moto stops when this drops. Its clients go
@@ -127,9 +134,9 @@ impl MotoDeployment {
         let store = DynamoStore::connect(dynamodb.clone(), names.table.clone(), DEFAULT_RETENTION, keyring)
             .await
             .expect("connect to the table on moto")
-            .with_attempt_log_shards(TEST_ATTEMPT_LOG_SHARDS)
+            .with_subscription_shards(TEST_SUBSCRIPTION_SHARDS)
             .await
-            .expect("raise the attempt-log shards on moto");
+            .expect("raise the subscription shards on moto");
         quotas.reset();
         Self {
             store,

@@ -1334,14 +1334,16 @@ mod aws_quota_layer_on_moto {
 
 /// The request counters the merchant API's rate limits count in (`RequestCounters`), on
 /// both backends.
-/// A subscription's attempt log on DynamoDB, write-sharded (`rules::attempt_key`): what was
-/// written before the log was sharded, or with fewer shards, is still read, and the count
-/// only grows.
-mod attempt_log_shards {
+/// A subscription's attempt log and held deliveries on DynamoDB, write-sharded
+/// (`rules::shard`): what was written before they were sharded, or with fewer shards, is
+/// still read, and the count only grows.
+mod subscription_shards {
+    use std::collections::BTreeMap;
+
     use aws_sdk_dynamodb::types::AttributeValue::S;
     use webhooks_storage::aws::DynamoStore;
-    use webhooks_storage::{DEFAULT_RETENTION, DeliveryLog, Keyring, PageRequest};
-    use webhooks_tests::moto::{MotoDeployment, TEST_ATTEMPT_LOG_SHARDS};
+    use webhooks_storage::{DEFAULT_RETENTION, DeliveryLog, EndpointBreaker, HeldTask, Keyring, PageRequest};
+    use webhooks_tests::moto::{MotoDeployment, TEST_SUBSCRIPTION_SHARDS};
 
     use crate::attempt;
 
@@ -1389,7 +1391,7 @@ mod attempt_log_shards {
         assert_eq!(items_in(&aws, "ATTEMPTS#m_a#sub_1").await, 20);
         // The deployment's store spreads over its shards; one started later with more, over those.
         record(aws.store.clone(), 20).await;
-        let wider = store(&aws).await.with_attempt_log_shards(16).await.unwrap();
+        let wider = store(&aws).await.with_subscription_shards(16).await.unwrap();
         record(wider, 40).await;
         let mut used = 0;
         for shard in 1..16 {
@@ -1418,7 +1420,7 @@ mod attempt_log_shards {
     #[tokio::test]
     async fn the_tables_shard_count_only_grows() {
         let aws = MotoDeployment::start().await;
-        let fewer = store(&aws).await.with_attempt_log_shards(2).await.unwrap();
+        let fewer = store(&aws).await.with_subscription_shards(2).await.unwrap();
         let base = 1_700_000_000_000;
         for n in 0..40 {
             let attempt = attempt("m_a", "sub_1", &format!("evt_{n:03}"), 1, base + n);
@@ -1426,14 +1428,78 @@ mod attempt_log_shards {
         }
         // It writes over the deployment's count, not its own lower one.
         let mut used = 0;
-        for shard in 0..TEST_ATTEMPT_LOG_SHARDS {
+        for shard in 0..TEST_SUBSCRIPTION_SHARDS {
             let pk = match shard {
                 0 => "ATTEMPTS#m_a#sub_1".to_owned(),
                 shard => format!("ATTEMPTS#m_a#sub_1#{shard}"),
             };
             used += usize::from(items_in(&aws, &pk).await > 0);
         }
-        assert_eq!(used, TEST_ATTEMPT_LOG_SHARDS as usize);
+        assert_eq!(used, TEST_SUBSCRIPTION_SHARDS as usize);
+    }
+
+    #[tokio::test]
+    async fn held_deliveries_written_with_any_shard_count_come_out_oldest_first_and_leave_once() {
+        let aws = MotoDeployment::start().await;
+        let endpoint = "m_a#sub_down";
+        let unsharded = store(&aws).await;
+        for n in 0..10 {
+            let task = HeldTask::new(1_000 + n, &format!("evt_{n:02}#sub_down#1"), format!("body {n}"));
+            let holder = if n % 2 == 0 { &unsharded } else { &aws.store };
+            holder.hold(endpoint, &task, 1_000).await.unwrap();
+        }
+        assert!(
+            items_in(&aws, "HELD#m_a#sub_down").await >= 5,
+            "the unsharded ones in shard 0"
+        );
+
+        let first = unsharded.held_tasks(endpoint, 0, i64::MAX, 4).await.unwrap();
+        let bodies: Vec<&str> = first.iter().map(|task| task.body.as_str()).collect();
+        assert_eq!(bodies, ["body 0", "body 1", "body 2", "body 3"]);
+        unsharded.unhold(endpoint, &first).await.unwrap();
+        let rest = aws.store.held_tasks(endpoint, 0, i64::MAX, 100).await.unwrap();
+        let bodies: Vec<&str> = rest.iter().map(|task| task.body.as_str()).collect();
+        assert_eq!(bodies, ["body 4", "body 5", "body 6", "body 7", "body 8", "body 9"]);
+        aws.store.unhold(endpoint, &rest).await.unwrap();
+        assert!(
+            aws.store
+                .held_tasks(endpoint, 0, i64::MAX, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A failing endpoint's slots are read before any is written: when all are taken, a
+    /// try is one `Query` and no write on the partition every container comes to.
+    #[tokio::test]
+    async fn a_try_when_every_probe_slot_is_taken_is_one_read_and_no_write() {
+        let aws = MotoDeployment::start().await;
+        let endpoint = "m_a#sub_down";
+        for lease in ["a", "b"] {
+            assert!(
+                aws.store
+                    .take_probe_slot(endpoint, 2, lease, 1_000, 60_000)
+                    .await
+                    .unwrap()
+            );
+        }
+        aws.quota_layer().reset();
+        assert!(
+            !aws.store
+                .take_probe_slot(endpoint, 2, "c", 2_000, 60_000)
+                .await
+                .unwrap()
+        );
+        let requests = |operation: &str, count| (("DynamoDB".to_owned(), operation.to_owned()), count);
+        assert_eq!(aws.quota_layer().counts(), BTreeMap::from([requests("Query", 1)]));
+        // A lease run out is free again, for one conditional put.
+        assert!(
+            aws.store
+                .take_probe_slot(endpoint, 2, "c", 60_000, 90_000)
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -1556,7 +1622,7 @@ mod recovery {
             BTreeMap::from([
                 requests("BatchGetItem", 1),
                 requests("GetItem", 1),
-                requests("Query", u64::from(webhooks_tests::moto::TEST_ATTEMPT_LOG_SHARDS)),
+                requests("Query", u64::from(webhooks_tests::moto::TEST_SUBSCRIPTION_SHARDS)),
                 requests("UpdateItem", 8)
             ])
         );

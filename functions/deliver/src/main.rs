@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Deliver alone writes attempts: it raises the table's shard count before it spreads them.
     let store = context
         .store
-        .with_attempt_log_shards(settings.attempt_log_shards)
+        .with_subscription_shards(settings.subscription_shards)
         .await?;
     let deliver =
         Deliver::new(store, deliveries, client, config, Arc::new(SystemClock)).raising_operational_events_on(events);

@@ -6,7 +6,7 @@
 //! of one write. After the attempt the endpoint's health is updated (a compare-and-swap
 //! beside the subscription; nothing is written while a healthy endpoint keeps succeeding,
 //! nor for a failure of a healthy one until this container's recent attempts say it is
-//! down: [`crate::recent_outcomes`]).
+//! down: [`webhooks_domain::recent_outcomes`]).
 //! A success of a failing endpoint releases its held tasks to the queue, oldest first, a
 //! page per success (released tasks that succeed release the next pages). While it fails,
 //! one held task a [`PROBE_INTERVAL`] is let through as a probe, so that it recovers even
@@ -63,6 +63,8 @@ where
         let now_ms = now.unix_millis();
         let until_ms = now_ms + i64::try_from(attempt_ends.as_millis()).unwrap_or(i64::MAX / 2);
         let endpoint = subscription.endpoint_key();
+        // Asked each time: a task is held only while a probe is in flight, whose outcome
+        // passes the held tasks on (a success) or lets the next one through (a failure).
         if self
             .store
             .take_probe_slot(&endpoint, self.config.probe_slots, &lease, now_ms, until_ms)

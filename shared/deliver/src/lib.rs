@@ -13,7 +13,6 @@
 mod answer;
 mod endpoint_health;
 mod rate_gate;
-mod recent_outcomes;
 mod webhook_request;
 
 use std::sync::Arc;
@@ -22,8 +21,8 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use webhooks_domain::health::{DEFAULT_DISABLE_AFTER, DEFAULT_PROBE_SLOTS};
 use webhooks_domain::{
-    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, HealthStatus, IsoTime, RetrySchedule,
-    SigningSecrets, Subscription, UrlPolicy, unix_millis,
+    AttemptOutcome, Clock, DeliveryAttempt, DeliveryStatus, DeliveryTask, HealthStatus, IsoTime, RecentOutcomes,
+    RetrySchedule, SigningSecrets, Subscription, UrlPolicy, unix_millis,
 };
 use webhooks_outbound::OutboundClient;
 use webhooks_runtime::metrics::{self, DeliveryOutcome};
@@ -40,7 +39,6 @@ pub use crate::answer::{EXCERPT_BYTES, RESPONSE_READ_CAP_BYTES};
 use crate::answer::{Answer, describe, error_kind, excerpt, failure_kind, is_success};
 use crate::endpoint_health::Admission;
 use crate::rate_gate::RateGate;
-use crate::recent_outcomes::RecentOutcomes;
 use crate::webhook_request::post_webhook;
 
 /// The `user-agent` of every webhook.

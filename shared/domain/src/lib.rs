@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod event;
 pub mod health;
 pub mod merchant;
+pub mod recent_outcomes;
 pub mod recovery;
 pub mod redact;
 pub mod retry;
@@ -19,6 +20,7 @@ pub use delivery::{AttemptOutcome, DeliveryAttempt, DeliveryStatus, DeliveryTask
 pub use event::{EventError, EventName, IsoTime, PlatformEvent};
 pub use health::{EndpointHealth, HealthStatus};
 pub use merchant::{Merchant, NewApiKey, hash_api_key};
+pub use recent_outcomes::RecentOutcomes;
 pub use recovery::{RECOVERABLE, RecoveryWindow};
 pub use redact::Redacted;
 pub use retry::{FailureKind, RetrySchedule};

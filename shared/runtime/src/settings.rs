@@ -11,7 +11,7 @@ use webhooks_domain::health::DEFAULT_PROBE_SLOTS;
 use webhooks_domain::retry::RetryScheduleError;
 use webhooks_domain::{RetrySchedule, UrlPolicy};
 
-use webhooks_storage::{DEFAULT_ATTEMPT_LOG_SHARDS, MAX_ATTEMPT_LOG_SHARDS};
+use webhooks_storage::{DEFAULT_SUBSCRIPTION_SHARDS, MAX_SUBSCRIPTION_SHARDS};
 
 use crate::logging::LogFormat;
 
@@ -44,11 +44,11 @@ pub struct Settings {
     pub probe_slots: u32,
     /// How long events and attempts are kept (`WEBHOOKS_RETENTION_DAYS`, default 30).
     pub retention_days: u32,
-    /// How many partitions each subscription's attempt log is spread over on DynamoDB
-    /// (`WEBHOOKS_ATTEMPT_LOG_SHARDS`, default 8, 1 to 1024; the table keeps the highest
+    /// How many partitions each subscription's attempt log and held deliveries are spread
+    /// over on DynamoDB (`WEBHOOKS_SUBSCRIPTION_SHARDS`, default 8, 1 to 1024; the table keeps the highest
     /// count any function started with, so lowering it has no effect). The embedded
     /// backend has no partitions and ignores it.
-    pub attempt_log_shards: u32,
+    pub subscription_shards: u32,
     /// `WEBHOOKS_LOG_FORMAT`: `json` (Lambda default) or `text` (local default).
     pub log_format: LogFormat,
     /// The DynamoDB table (`WEBHOOKS_TABLE_NAME`).
@@ -155,10 +155,10 @@ impl Settings {
                 allow_private: flag("WEBHOOKS_ALLOW_PRIVATE_URLS", local)?,
             },
             retention_days: number("WEBHOOKS_RETENTION_DAYS", 30, 1..=3650)? as u32,
-            attempt_log_shards: number(
-                "WEBHOOKS_ATTEMPT_LOG_SHARDS",
-                u64::from(DEFAULT_ATTEMPT_LOG_SHARDS),
-                1..=u64::from(MAX_ATTEMPT_LOG_SHARDS),
+            subscription_shards: number(
+                "WEBHOOKS_SUBSCRIPTION_SHARDS",
+                u64::from(DEFAULT_SUBSCRIPTION_SHARDS),
+                1..=u64::from(MAX_SUBSCRIPTION_SHARDS),
             )? as u32,
             log_format,
             table_name: get("WEBHOOKS_TABLE_NAME"),
@@ -232,7 +232,7 @@ mod tests {
         );
         assert_eq!(lambda.log_format, LogFormat::Json);
         assert_eq!(lambda.retention_days, 30);
-        assert_eq!(lambda.attempt_log_shards, 8);
+        assert_eq!(lambda.subscription_shards, 8);
         let local = settings(Environment::Local, &[]).unwrap();
         assert_eq!(
             local.url_policy,
@@ -258,11 +258,11 @@ mod tests {
                 ("WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS", "5000"),
                 ("WEBHOOKS_ALLOW_HTTP", "yes"),
                 ("WEBHOOKS_TABLE_NAME", "webhooks"),
-                ("WEBHOOKS_ATTEMPT_LOG_SHARDS", "128"),
+                ("WEBHOOKS_SUBSCRIPTION_SHARDS", "128"),
             ],
         )
         .unwrap();
-        assert_eq!(custom.attempt_log_shards, 128);
+        assert_eq!(custom.subscription_shards, 128);
         assert_eq!(custom.retry_schedule.max_attempts(), 4);
         assert_eq!(custom.delivery_timeout(), Duration::from_millis(2500));
         assert_eq!(custom.auth_callback_timeout(), Duration::from_secs(5));
@@ -275,8 +275,8 @@ mod tests {
             ("WEBHOOKS_AUTH_CALLBACK_TIMEOUT_MS", "5001"),
             ("WEBHOOKS_ALLOW_PRIVATE_URLS", "maybe"),
             ("WEBHOOKS_LOG_FORMAT", "xml"),
-            ("WEBHOOKS_ATTEMPT_LOG_SHARDS", "0"),
-            ("WEBHOOKS_ATTEMPT_LOG_SHARDS", "1025"),
+            ("WEBHOOKS_SUBSCRIPTION_SHARDS", "0"),
+            ("WEBHOOKS_SUBSCRIPTION_SHARDS", "1025"),
         ] {
             match settings(Environment::Lambda, &[(name, value)]) {
                 Err(SettingsError::Invalid { name: got, .. }) => assert_eq!(got, name),

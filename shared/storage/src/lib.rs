@@ -27,7 +27,7 @@ pub use ports::{
     QueueReceiver, QueueSender, ReceivedMessage, Recorded, RecoveryPage, RecoveryScope, RequestCounters, SecretsAtRest,
     SubscriptionStore,
 };
-pub use rules::attempt_key::{DEFAULT_ATTEMPT_LOG_SHARDS, MAX_ATTEMPT_LOG_SHARDS};
 pub use rules::due_index::DUE_INDEX_SHARDS;
 pub use rules::retention::DEFAULT_RETENTION;
+pub use rules::shard::{DEFAULT_SUBSCRIPTION_SHARDS, MAX_SUBSCRIPTION_SHARDS};
 pub use webhooks_keyring::{KEY_FILE_NAME, Keyring, KeyringStats, LocalKeys};

@@ -298,6 +298,9 @@ pub struct HeldTask {
     pub sort_key: String,
     /// The task, as a deliveries-queue message body.
     pub body: String,
+    /// The shard of the endpoint's held index it was read from, where a store spreads a
+    /// busy endpoint's held tasks over several (DynamoDB); `None` before it is held.
+    pub shard: Option<u32>,
 }
 
 impl HeldTask {
@@ -306,6 +309,7 @@ impl HeldTask {
         Self {
             sort_key: crate::rules::due_index::due_sort_key(held_at_ms, task_key),
             body,
+            shard: None,
         }
     }
 }

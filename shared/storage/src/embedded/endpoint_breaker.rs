@@ -90,6 +90,7 @@ impl EndpointBreaker for EmbeddedStore {
                 Ok(HeldTask {
                     sort_key: row.get(0)?,
                     body: row.get(1)?,
+                    shard: None,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

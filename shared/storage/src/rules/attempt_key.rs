@@ -11,18 +11,11 @@
 //! Read ascending, a time range of it is oldest first: a recovery reads its window
 //! ([`attempt_key_range`]) and takes each key apart again ([`parse_attempt_sort_key`]).
 //!
-//! On DynamoDB a subscription's log is write-sharded: an attempt goes to shard
-//! [`attempt_log_shard`] of its event id, one partition key each, because one partition
-//! takes at most 1,000 write units a second (about 500 attempts, each 2 units in its
-//! transaction). The sort keys are unique across shards (they name the event), so a
+//! On DynamoDB a subscription's log is write-sharded (`rules::shard`): an attempt goes to
+//! shard [`attempt_log_shard`] of its event id, one partition key each, because one
+//! partition takes at most 1,000 write units a second (about 500 attempts, each 2 units in
+//! its transaction). The sort keys are unique across shards (they name the event), so a
 //! reader merges the shards' sorted pages into one order and one cursor.
-
-/// The attempt-log shards a DynamoDB deployment writes unless told otherwise
-/// (`WEBHOOKS_ATTEMPT_LOG_SHARDS`): about 8 × 450 = 3,600 attempts a second to one
-/// subscription before its busiest partition nears 1,000 write units a second.
-pub const DEFAULT_ATTEMPT_LOG_SHARDS: u32 = 8;
-/// The most attempt-log shards: a listing page reads every shard.
-pub const MAX_ATTEMPT_LOG_SHARDS: u32 = 1024;
 
 use webhooks_domain::DeliveryAttempt;
 

@@ -5,7 +5,7 @@
 //! - [`fan_out_lease`]: what `record_event` does given what is stored for the event id.
 //! - [`attempt_key`]: where an attempt sits in a subscription's newest-first log.
 //! - [`due_index`]: where a parked retry sits until it is due, and in which shard.
-//! - [`shard`]: which of a write-sharded key's partitions a write goes to.
+//! - [`shard`]: which of a write-sharded key's partitions a write goes to, and how many.
 //! - [`recovery`]: which deliveries found in a recovery's window it claims, and from what.
 //! - [`write_conditions`]: what a create or a replace requires, and the error when it does not hold.
 //! - [`retention`]: how long events, attempts and statuses are kept, and when each expires.

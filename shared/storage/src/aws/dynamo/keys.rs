@@ -70,7 +70,11 @@ pub(super) fn probe_pk(endpoint: &str) -> String {
     format!("PROBE#{endpoint}")
 }
 
-/// The partition of the deliveries held back from an endpoint.
-pub(super) fn held_pk(endpoint: &str) -> String {
-    format!("HELD#{endpoint}")
+/// The partition of shard `shard` of the deliveries held back from an endpoint. Shard 0
+/// has no suffix, as for the attempt log.
+pub(super) fn held_pk(endpoint: &str, shard: u32) -> String {
+    match shard {
+        0 => format!("HELD#{endpoint}"),
+        shard => format!("HELD#{endpoint}#{shard}"),
+    }
 }

@@ -5,6 +5,8 @@ mod auth_callbacks;
 mod delivery_log;
 mod endpoint_breaker;
 mod events;
+#[cfg(test)]
+mod hot_keys;
 mod keys;
 mod merchants;
 mod operator_reads;
@@ -12,6 +14,7 @@ mod parked_retries;
 mod recovery;
 mod request_counters;
 mod secrets_at_rest;
+mod sharded_reads;
 mod subscriptions;
 mod table;
 
@@ -52,7 +55,7 @@ pub struct DynamoStore {
     retention: Duration,
     keyring: Keyring,
     /// How many shards of a subscription's attempt log this store writes to.
-    attempt_log_shards: u32,
+    subscription_shards: u32,
 }
 
 impl DynamoStore {
@@ -73,38 +76,44 @@ impl DynamoStore {
             cursors: CursorCodec::new(key),
             retention,
             keyring,
-            attempt_log_shards: 1,
+            subscription_shards: 1,
         })
     }
 
-    /// Spreads the attempts this store writes over `shards` partitions per subscription
-    /// (`rules::attempt_key`; clamped to 1..=[`crate::MAX_ATTEMPT_LOG_SHARDS`]), or over
+    /// Spreads the attempts and held deliveries this store writes over `shards` partitions
+    /// per subscription (`rules::shard`; clamped to 1..=[`crate::MAX_SUBSCRIPTION_SHARDS`]), or over
     /// more if another writer raised the table's count higher: the count only grows, and
     /// readers query as many shards as the table's count says.
-    pub async fn with_attempt_log_shards(mut self, shards: u32) -> Result<Self, StoreError> {
-        let wanted = shards.clamp(1, crate::MAX_ATTEMPT_LOG_SHARDS);
-        self.attempt_log_shards = table::raise_attempt_log_shards(&self.client, &self.table, wanted).await?;
+    pub async fn with_subscription_shards(mut self, shards: u32) -> Result<Self, StoreError> {
+        let wanted = shards.clamp(1, crate::MAX_SUBSCRIPTION_SHARDS);
+        self.subscription_shards = table::raise_subscription_shards(&self.client, &self.table, wanted).await?;
         Ok(self)
     }
 
     /// The shard of a subscription's attempt log that `event_id`'s attempts go to.
     fn attempts_pk_for(&self, merchant_id: &str, subscription_id: &str, event_id: &str) -> String {
-        let shard = attempt_log_shard(event_id, self.attempt_log_shards);
+        let shard = attempt_log_shard(event_id, self.subscription_shards);
         keys::attempts_pk(merchant_id, subscription_id, shard)
     }
 
-    /// Every partition a subscription's attempts may be in, shard 0 first: as many as the
-    /// table's shard count says now (read each time: listings are rare, and a writer may
-    /// have raised it since this store started).
+    /// Every partition a subscription's attempts may be in, shard 0 first.
     async fn attempt_log_partitions(
         &self,
         merchant_id: &str,
         subscription_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let shards = table::attempt_log_shards(&self.client, &self.table).await?;
-        Ok((0..shards.max(self.attempt_log_shards))
+        let shards = self.shards_in_use().await?;
+        Ok((0..shards)
             .map(|shard| keys::attempts_pk(merchant_id, subscription_id, shard))
             .collect())
+    }
+
+    /// How many shards a subscription's sharded keys may be spread over: as many as the
+    /// table's count says now (read each time: reads of them are rare, and a writer may
+    /// have raised it since this store started).
+    async fn shards_in_use(&self) -> Result<u32, StoreError> {
+        let stored = table::subscription_shards(&self.client, &self.table).await?;
+        Ok(stored.max(self.subscription_shards))
     }
 
     /// The TTL attribute of an item written at `now_ms`.

@@ -11,10 +11,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use webhooks_domain::DeliveryStatus;
 
-use futures::{StreamExt, TryStreamExt};
-
 use super::keys::{delivery_pk, subscription_sk};
-use super::{DynamoStore, Item, PARALLEL_SHARD_READS, TTL_ATTRIBUTE, condition_failed, number_attr, string_attr};
+use super::sharded_reads::ShardedRange;
+use super::{DynamoStore, Item, TTL_ATTRIBUTE, condition_failed, number_attr, string_attr};
 use crate::StoreError;
 use crate::aws::backend;
 use crate::ports::{ClaimedDelivery, DeliveryRecovery, LogPosition, RecoveryPage, RecoveryScope};
@@ -78,8 +77,7 @@ impl DeliveryRecovery for DynamoStore {
 
 impl DynamoStore {
     /// Up to `limit` + 1 attempt keys of the window after `after`, oldest first, and
-    /// whether the window goes on past the first `limit`: the log's shards read at once
-    /// and merged.
+    /// whether the window goes on past the first `limit`: the log's shards merged.
     async fn window_keys(
         &self,
         scope: &RecoveryScope<'_>,
@@ -89,71 +87,23 @@ impl DynamoStore {
         let partitions = self
             .attempt_log_partitions(scope.merchant_id, scope.subscription_id)
             .await?;
-        let range = attempt_key_range(scope.since_ms, scope.until_ms);
-        // Collected first: the compiler cannot prove a stream over a borrowing closure `Send`.
-        let reads: Vec<_> = partitions
+        let (first, last) = attempt_key_range(scope.since_ms, scope.until_ms);
+        let range = ShardedRange {
+            op: OP,
+            partitions: &partitions,
+            first: &first,
+            last: &last,
+            after: after.map(LogPosition::sort_key),
+            projection: Some("sk"),
+            consistent: false,
+        };
+        let page = self.read_sharded_range(&range, limit).await?;
+        let keys = page
+            .items
             .iter()
-            .map(|pk| self.shard_window_keys(pk, &range, after, limit.saturating_add(1)))
-            .collect();
-        let shards: Vec<(Vec<String>, bool)> = futures::stream::iter(reads)
-            .buffer_unordered(PARALLEL_SHARD_READS)
-            .try_collect()
-            .await?;
-        // Past a shard's last key, while it goes on, that shard is unknown: the merged
-        // keys stop there (sort keys are unique across shards).
-        let known_until = shards
-            .iter()
-            .filter(|(_, goes_on)| *goes_on)
-            .filter_map(|(keys, _)| keys.last())
-            .min()
-            .cloned();
-        let mut keys: Vec<String> = shards.into_iter().flat_map(|(keys, _)| keys).collect();
-        keys.sort_unstable();
-        if let Some(bound) = &known_until {
-            keys.retain(|key| key <= bound);
-        }
-        let more = keys.len() > limit || known_until.is_some();
-        Ok((keys, more))
-    }
-
-    /// Up to `wanted` attempt keys of one shard's part of the window after `after`, oldest
-    /// first, and whether that shard goes on past them (`wanted` reached or the 1 MB page).
-    async fn shard_window_keys(
-        &self,
-        pk: &str,
-        (first, last): &(String, String),
-        after: Option<&LogPosition>,
-        wanted: usize,
-    ) -> Result<(Vec<String>, bool), StoreError> {
-        // A position in the merged log, not necessarily a key of this shard.
-        let start = after.map(|position| {
-            HashMap::from([
-                ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
-                ("sk".to_owned(), AttributeValue::S(position.sort_key().to_owned())),
-            ])
-        });
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-            .expression_attribute_values(":first", AttributeValue::S(first.clone()))
-            .expression_attribute_values(":last", AttributeValue::S(last.clone()))
-            .projection_expression("sk")
-            .scan_index_forward(true)
-            .set_exclusive_start_key(start)
-            .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| backend(OP, e))?;
-        let keys: Vec<String> = output
-            .items()
-            .iter()
-            .map(|item| string_attr(item, "sk").map(str::to_owned))
+            .map(|(_, item)| string_attr(item, "sk").map(str::to_owned))
             .collect::<Result<_, _>>()?;
-        let goes_on = output.last_evaluated_key.is_some_and(|key| !key.is_empty());
-        Ok((keys, goes_on))
+        Ok((keys, page.more))
     }
 
     /// The status items of the deliveries of `event_ids` to the subscription, read

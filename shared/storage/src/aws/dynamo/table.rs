@@ -105,14 +105,14 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Sto
 }
 
 /// The key of the item that holds how many shards the attempt logs are written to.
-fn attempt_log_shards_key() -> Item {
+fn subscription_shards_key() -> Item {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S("CONFIG".into())),
-        ("sk".to_owned(), AttributeValue::S("ATTEMPT_LOG_SHARDS".into())),
+        ("sk".to_owned(), AttributeValue::S("SUBSCRIPTION_SHARDS".into())),
     ])
 }
 
-/// The number stored in `shards` of a `CONFIG` / `ATTEMPT_LOG_SHARDS` item, 1 if none.
+/// The number stored in `shards` of a `CONFIG` / `SUBSCRIPTION_SHARDS` item, 1 if none.
 fn shards_of(item: Option<&Item>) -> Result<u32, StoreError> {
     match item.and_then(|item| item.get("shards")) {
         None => Ok(1),
@@ -120,35 +120,35 @@ fn shards_of(item: Option<&Item>) -> Result<u32, StoreError> {
             .parse::<u32>()
             .ok()
             .filter(|&shards| shards >= 1)
-            .ok_or_else(|| StoreError::Corrupt(format!("attempt-log shards {text:?}"))),
-        Some(_) => Err(StoreError::Corrupt("attempt-log shards not a number".into())),
+            .ok_or_else(|| StoreError::Corrupt(format!("subscription shards {text:?}"))),
+        Some(_) => Err(StoreError::Corrupt("subscription shards not a number".into())),
     }
 }
 
 /// How many shards the table's attempt logs may be spread over: the most any writer was
-/// started with (`CONFIG` / `ATTEMPT_LOG_SHARDS`), 1 before any was. Readers query that
+/// started with (`CONFIG` / `SUBSCRIPTION_SHARDS`), 1 before any was. Readers query that
 /// many, so that what a writer with a higher count wrote is found.
-pub(super) async fn attempt_log_shards(client: &Client, table: &str) -> Result<u32, StoreError> {
+pub(super) async fn subscription_shards(client: &Client, table: &str) -> Result<u32, StoreError> {
     let output = client
         .get_item()
         .table_name(table)
-        .set_key(Some(attempt_log_shards_key()))
+        .set_key(Some(subscription_shards_key()))
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| backend("dynamodb.attempt_log_shards", e))?;
+        .map_err(|e| backend("dynamodb.subscription_shards", e))?;
     shards_of(output.item.as_ref())
 }
 
-/// Raises the table's attempt-log shard count to `shards` before a writer spreads over
+/// Raises the table's subscription shard count to `shards` before a writer spreads over
 /// that many; never lowers it (a lower count would hide the shards above it from readers).
 /// The count in force afterwards.
-pub(super) async fn raise_attempt_log_shards(client: &Client, table: &str, shards: u32) -> Result<u32, StoreError> {
-    let op = "dynamodb.raise_attempt_log_shards";
+pub(super) async fn raise_subscription_shards(client: &Client, table: &str, shards: u32) -> Result<u32, StoreError> {
+    let op = "dynamodb.raise_subscription_shards";
     let raised = client
         .update_item()
         .table_name(table)
-        .set_key(Some(attempt_log_shards_key()))
+        .set_key(Some(subscription_shards_key()))
         .update_expression("SET shards = :shards")
         .condition_expression("attribute_not_exists(shards) OR shards < :shards")
         .expression_attribute_values(":shards", AttributeValue::N(shards.to_string()))
@@ -157,7 +157,7 @@ pub(super) async fn raise_attempt_log_shards(client: &Client, table: &str, shard
     match raised {
         Ok(_) => Ok(shards),
         // Already as high or higher.
-        Err(e) if condition_failed(&e) => attempt_log_shards(client, table).await,
+        Err(e) if condition_failed(&e) => subscription_shards(client, table).await,
         Err(e) => Err(backend(op, e)),
     }
 }

@@ -1,6 +1,6 @@
-//! What this container saw of each endpoint's last attempts, so that a healthy endpoint's
-//! failures are stored only when they say it is down (`docs/reliability.md`, endpoint
-//! health; `docs/capacity.md`): a busy endpoint with scattered failures would otherwise
+//! What one deliverer (a deliver container) saw of each endpoint's last attempts, so that
+//! a healthy endpoint's failures are stored only when they say it is down
+//! (`docs/reliability.md`, endpoint health; `docs/capacity.md`): a busy endpoint with scattered failures would otherwise
 //! write its subscription item at its failure rate, past the 1,000 writes a second one
 //! DynamoDB item takes, and a run of three in a row, which some container sees several
 //! times a second at 50,000 deliveries a second and 5 % failures, would trip its breaker.
@@ -8,31 +8,31 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use webhooks_domain::IsoTime;
-use webhooks_domain::health::FAILING_AFTER_FAILURES;
+use crate::IsoTime;
+use crate::health::FAILING_AFTER_FAILURES;
 
 /// The attempts per endpoint whose outcomes are kept.
 const RECENT_ATTEMPTS: u32 = 20;
 /// Endpoints tracked before all are forgotten (forgetting only delays a failing mark).
 const MAX_TRACKED_ENDPOINTS: usize = 10_000;
 
-/// The recent outcomes of each endpoint in this container.
+/// The recent outcomes of each endpoint, as one deliverer saw them.
 #[derive(Debug, Default)]
-pub(crate) struct RecentOutcomes {
+pub struct RecentOutcomes {
     endpoints: Mutex<HashMap<String, Outcomes>>,
 }
 
-/// One endpoint's last attempts in this container.
+/// One endpoint's last attempts, as one deliverer saw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Outcomes {
+pub struct Outcomes {
     /// The last [`RECENT_ATTEMPTS`] attempts, newest in bit 0; a set bit failed.
     failed_bits: u32,
     /// How many attempts those bits hold (at most [`RECENT_ATTEMPTS`]).
     seen: u32,
     /// Failures in a row up to the newest attempt.
-    pub(crate) run_length: u32,
+    pub run_length: u32,
     /// When that run began.
-    pub(crate) run_since: Option<IsoTime>,
+    pub run_since: Option<IsoTime>,
 }
 
 impl Outcomes {
@@ -49,17 +49,17 @@ impl Outcomes {
         }
     }
 
-    /// Whether this container's view says the endpoint is down: its last
+    /// Whether this deliverer's view says the endpoint is down: its last
     /// [`FAILING_AFTER_FAILURES`] attempts here failed, and at least half of its last
     /// [`RECENT_ATTEMPTS`] did.
-    pub(crate) fn say_down(&self) -> bool {
+    pub fn say_down(&self) -> bool {
         self.run_length >= FAILING_AFTER_FAILURES && 2 * self.failed_bits.count_ones() >= self.seen
     }
 }
 
 impl RecentOutcomes {
     /// Notes an attempt to `endpoint` at `now`; its outcomes with it.
-    pub(crate) fn record(&self, endpoint: &str, failed: bool, now: IsoTime) -> Outcomes {
+    pub fn record(&self, endpoint: &str, failed: bool, now: IsoTime) -> Outcomes {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if endpoints.len() >= MAX_TRACKED_ENDPOINTS && !endpoints.contains_key(endpoint) {
             endpoints.clear();
