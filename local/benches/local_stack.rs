@@ -8,10 +8,15 @@
 //! - 100 events to 100 subscriptions each (10,000 deliveries);
 //! - a steady 500 events/s for 20 s to 1 subscription;
 //! - next to them, the raw capacity: the same generator posting webhook-sized bodies
-//!   straight to the receiver.
+//!   straight to the receiver;
+//! - then the first two again with Node at both ends (`tests/verifiers/loadgen.js`, 32
+//!   closed-loop senders with keep-alive, and `tests/verifiers/receiver.js`), next to that
+//!   generator's raw rate straight to that receiver, in the same run.
 //!
 //! Reported: deliveries/s, publish-to-receipt latency p50/p95/p99/max, and the stack's peak
-//! RSS. Run with `cargo bench -p webhooks-local --bench local_stack`.
+//! RSS; for the Node runs, deliveries/s and the share of the raw rate. Run with
+//! `cargo bench -p webhooks-local --bench local_stack` (`npm ci --prefix tests/verifiers`
+//! first, as `scripts/test` does).
 
 #[path = "../tests/e2e/harness.rs"]
 #[allow(dead_code)]
@@ -178,6 +183,125 @@ async fn raw_capacity(name: &str, requests: usize, rate: Option<f64>) {
     report(name, requests, last.duration_since(started), latencies, None);
 }
 
+/// The Node receiver of `tests/verifiers`, on a port of its own; killed when dropped.
+struct NodeReceiver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NodeReceiver {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("node")
+            .arg(verifiers_dir().join("receiver.js"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs tests/verifiers/receiver.js");
+        let mut port = String::new();
+        let stdout = child.stdout.take().expect("its stdout");
+        std::io::BufReader::new(stdout).read_line(&mut port).expect("its port");
+        let url = format!("http://127.0.0.1:{}", port.trim());
+        Self { child, url }
+    }
+
+    /// How many webhooks arrived, and when the last did (unix ms).
+    async fn stats(&self) -> (usize, i64) {
+        let stats: serde_json::Value = reqwest::get(format!("{}/stats", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            stats["received"].as_u64().unwrap() as usize,
+            stats["lastAt"].as_i64().unwrap_or(0),
+        )
+    }
+
+    async fn reset(&self) {
+        reqwest::Client::new()
+            .delete(format!("{}/stats", self.url))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for NodeReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn verifiers_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/verifiers")
+}
+
+/// Runs the Node generator: `requests` POSTs to `url`; its JSON report.
+async fn node_loadgen(url: String, requests: usize, extra: Vec<String>) -> serde_json::Value {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(verifiers_dir().join("loadgen.js"))
+            .arg(url)
+            .arg(requests.to_string())
+            .args(extra)
+            .output()
+            .expect("node runs tests/verifiers/loadgen.js")
+    })
+    .await
+    .unwrap();
+    serde_json::from_slice(&output.stdout).expect("the generator's report")
+}
+
+/// Node at both ends: the generator's raw rate straight to the receiver, then `events`
+/// events to `subscriptions` subscriptions through the stack, in one run.
+async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
+    let receiver = NodeReceiver::start();
+    let raw = node_loadgen(format!("{}/raw", receiver.url), 20_000, Vec::new()).await;
+    assert_eq!(raw["failed"], 0, "{raw}");
+    let raw_rate = raw["perSecond"].as_f64().unwrap();
+    receiver.reset().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let stack = Stack::start(dir.path(), &[("RUST_LOG", "warn")], &[]);
+    for i in 0..subscriptions {
+        stack.subscribe(&format!("{}/sub{i}", receiver.url), &[]).await;
+    }
+    let extra = vec![
+        "--bearer".to_owned(),
+        stack.api_key.clone(),
+        "--merchant".to_owned(),
+        stack.merchant_id.clone(),
+    ];
+    let sent = node_loadgen(format!("{}/local/events", stack.url), events, extra).await;
+    assert_eq!(sent["failed"], 0, "{sent}");
+    let expected = events * subscriptions;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let last_at = loop {
+        let (received, last_at) = receiver.stats().await;
+        if received >= expected {
+            assert_eq!(received, expected, "{name}: each webhook once");
+            break last_at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: only {received} of {expected} arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seconds = (last_at - sent["startedAt"].as_i64().unwrap()) as f64 / 1000.0;
+    let rate = expected as f64 / seconds;
+    println!(
+        "node: {name}: {expected} deliveries in {seconds:.2} s = {rate:.0}/s; the generator straight to the receiver: {raw_rate:.0}/s; {:.0} % of it{}",
+        100.0 * rate / raw_rate,
+        stack
+            .peak_rss_mb()
+            .map(|mb| format!("; stack peak RSS {mb:.1} MB"))
+            .unwrap_or_default(),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     scenario("10,000 events x 1 subscription", 1, 10_000, None).await;
@@ -190,4 +314,6 @@ async fn main() {
         Some(500.0),
     )
     .await;
+    node_comparison("10,000 events x 1 subscription", 1, 10_000).await;
+    node_comparison("100 events x 100 subscriptions", 100, 100).await;
 }
