@@ -54,7 +54,7 @@ pub struct DynamoStore {
     cursors: CursorCodec,
     retention: Duration,
     keyring: Keyring,
-    /// How many shards of a subscription's attempt log this store writes to.
+    /// How many shards of a subscription's attempt log and held deliveries this store writes to.
     subscription_shards: u32,
 }
 
