@@ -1,5 +1,5 @@
 //! The table itself: creating it with its TTL, the cursor key every process shares, and
-//! how many shards the attempt logs are spread over.
+//! how many shards each subscription's attempt log and held deliveries are spread over.
 
 use std::collections::HashMap;
 
@@ -104,7 +104,8 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// The key of the item that holds how many shards the attempt logs are written to.
+/// The key of the item that holds how many shards each subscription's attempt log and held
+/// deliveries are written to.
 fn subscription_shards_key() -> Item {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S("CONFIG".into())),
@@ -125,7 +126,7 @@ fn shards_of(item: Option<&Item>) -> Result<u32, StoreError> {
     }
 }
 
-/// How many shards the table's attempt logs may be spread over: the most any writer was
+/// How many shards the table's attempt logs and held deliveries may be spread over: the most any writer was
 /// started with (`CONFIG` / `SUBSCRIPTION_SHARDS`), 1 before any was. Readers query that
 /// many, so that what a writer with a higher count wrote is found.
 pub(super) async fn subscription_shards(client: &Client, table: &str) -> Result<u32, StoreError> {
