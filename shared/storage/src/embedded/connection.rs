@@ -1,9 +1,11 @@
-//! The one connection every handle shares, and the helpers all SQLite work goes through.
+//! The one connection every handle shares, the writer thread that commits the hot writes
+//! in groups, and the helpers all SQLite work goes through.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
@@ -14,15 +16,20 @@ use tokio::sync::Notify;
 use crate::StoreError;
 use crate::page::{CursorCodec, Page, PageRequest};
 
-/// The connection, the cursor codec, the per-queue wake-ups and the group commit to disk,
-/// shared by every handle.
+/// The connection, the writer thread, the cursor codec, the per-queue wake-ups and the
+/// group commit to disk, shared by every handle.
 #[derive(Debug)]
 pub(super) struct Db {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Hands writes to the writer thread ([`Db::write`]); dropping it ends the thread.
+    writer: mpsc::Sender<Box<dyn GroupedWrite>>,
     codec: CursorCodec,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     disk: GroupSync,
 }
+
+/// The most writes the writer thread commits in one transaction.
+const MAX_GROUP: usize = 64;
 
 /// Group commit to disk. With `synchronous=NORMAL` a WAL commit survives `kill -9` but not
 /// power loss; what must survive both (a queued message: DESIGN section 6, "a 202 means
@@ -59,16 +66,43 @@ impl From<StoreError> for Fail {
 impl Db {
     /// Shares `conn`, sealing cursors with `cursor_key`, and syncing the WAL at `wal` (the
     /// database file's `-wal` beside it, there once the schema is written) when asked.
-    pub(super) fn new(conn: Connection, cursor_key: Vec<u8>, wal: Option<File>) -> Self {
-        Self {
-            conn: Mutex::new(conn),
+    /// Starts the writer thread, which ends when this is dropped.
+    pub(super) fn new(conn: Connection, cursor_key: Vec<u8>, wal: Option<File>) -> Result<Self, StoreError> {
+        let conn = Arc::new(Mutex::new(conn));
+        let (writer, writes) = mpsc::channel();
+        let writer_conn = Arc::clone(&conn);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || commit_in_groups(&writer_conn, &writes))
+            .map_err(|error| StoreError::backend("sqlite.writer", error))?;
+        Ok(Self {
+            conn,
+            writer,
             codec: CursorCodec::new(cursor_key),
             notifiers: Mutex::default(),
             disk: GroupSync {
                 wal,
                 ..GroupSync::default()
             },
-        }
+        })
+    }
+
+    /// Runs `work` on the writer thread, inside one transaction with whatever other writes
+    /// are waiting (group commit: one commit, and one set of WAL frames, for all of them),
+    /// and answers once that transaction is committed. `work` gets its own savepoint: an
+    /// error (or a panic) undoes its changes only, and is its answer. Writes that must
+    /// survive power loss call [`Db::make_durable`] after.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        work: impl FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::backend(op, "the store's writer thread has stopped");
+        self.writer
+            .send(Box::new(PendingWrite { op, work, reply }))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Counts a commit that must reach the disk; its number, for [`Db::make_durable`].
@@ -179,6 +213,128 @@ impl Db {
     }
 }
 
+/// The writer thread: waits for a write, takes every other one waiting (up to
+/// [`MAX_GROUP`]), runs them in one write transaction and answers each after the commit.
+fn commit_in_groups(conn: &Mutex<Connection>, writes: &mpsc::Receiver<Box<dyn GroupedWrite>>) {
+    while let Ok(first) = writes.recv() {
+        let group: Vec<_> = std::iter::once(first)
+            .chain(writes.try_iter().take(MAX_GROUP - 1))
+            .collect();
+        let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = run_statement(&conn, "BEGIN IMMEDIATE") {
+            drop(conn);
+            let error = StoreError::backend("sqlite.begin", error);
+            group.into_iter().for_each(|write| write.refuse(error.clone()));
+            continue;
+        }
+        let mut group = group.into_iter();
+        let mut answers = Vec::with_capacity(MAX_GROUP);
+        // Some errors (a full disk, I/O) make SQLite roll the whole transaction back: the
+        // writes that ran are undone and the rest are not run.
+        for write in group.by_ref() {
+            answers.push(write.run(&conn));
+            if conn.is_autocommit() {
+                break;
+            }
+        }
+        let committed = if conn.is_autocommit() {
+            Err(StoreError::backend(
+                "sqlite.commit",
+                "SQLite rolled the transaction back",
+            ))
+        } else {
+            run_statement(&conn, "COMMIT").map_err(|error| StoreError::backend("sqlite.commit", error))
+        };
+        if committed.is_err() && !conn.is_autocommit() {
+            // The writes are undone together; each caller hears the commit's error.
+            let _ = run_statement(&conn, "ROLLBACK");
+        }
+        drop(conn);
+        answers.into_iter().for_each(|answer| answer.send(&committed));
+        if let Err(error) = committed {
+            group.for_each(|write| write.refuse(error.clone()));
+        }
+    }
+}
+
+/// Runs a statement without parameters, prepared once.
+fn run_statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// A write waiting for the writer thread, its result type erased.
+trait GroupedWrite: Send {
+    /// Runs the write in its own savepoint of the group's transaction.
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn GroupedAnswer>;
+    /// Answers `error` without running (the group's transaction could not begin).
+    fn refuse(self: Box<Self>, error: StoreError);
+}
+
+/// A write's result, held until its group's commit is known.
+trait GroupedAnswer: Send {
+    /// Answers the caller: the result, or the commit's error if the commit failed.
+    fn send(self: Box<Self>, committed: &Result<(), StoreError>);
+}
+
+/// What [`Db::write`] hands the writer thread.
+struct PendingWrite<T, F> {
+    op: &'static str,
+    work: F,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+/// A write that has run, waiting for its group's commit.
+struct RanWrite<T> {
+    result: Result<T, StoreError>,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> GroupedWrite for PendingWrite<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn GroupedAnswer> {
+        let Self { op, work, reply } = *self;
+        let result = match run_statement(conn, "SAVEPOINT grouped_write") {
+            Err(error) => Err(StoreError::backend(op, error)),
+            Ok(()) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)));
+                let result = match outcome {
+                    Ok(Ok(value)) => Ok(value),
+                    Ok(Err(Fail::Sql(error))) => Err(StoreError::backend(op, error)),
+                    Ok(Err(Fail::Store(error))) => Err(error),
+                    Err(_panic) => Err(StoreError::backend(op, "the write panicked")),
+                };
+                let undone = match result {
+                    Ok(_) => Ok(()),
+                    Err(_) => run_statement(conn, "ROLLBACK TO grouped_write"),
+                };
+                match undone.and_then(|()| run_statement(conn, "RELEASE grouped_write")) {
+                    Ok(()) => result,
+                    Err(error) => Err(StoreError::backend(op, error)),
+                }
+            }
+        };
+        Box::new(RanWrite { result, reply })
+    }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<T: Send> GroupedAnswer for RanWrite<T> {
+    fn send(self: Box<Self>, committed: &Result<(), StoreError>) {
+        let answer = match (self.result, committed) {
+            (Ok(_), Err(error)) => Err(error.clone()),
+            (result, _) => result,
+        };
+        // A caller that stopped waiting (its task was dropped) needs no answer.
+        let _ = self.reply.send(answer);
+    }
+}
+
 /// A write transaction that takes the file's write lock up front (no upgrade deadlocks).
 pub(super) fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
@@ -197,6 +353,51 @@ pub(super) fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, StoreError
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use super::Fail;
+    use crate::StoreError;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_or_panicking_write_undoes_only_itself_in_its_group() {
+        let (_dir, store) = open_temporary();
+        let insert = "INSERT INTO meta (key, value) VALUES (?1, 'x')";
+        let writes = (0..30).map(|n| {
+            let db = std::sync::Arc::clone(&store.db);
+            tokio::spawn(async move {
+                db.write("test.write", move |conn| {
+                    conn.prepare_cached(insert)?.execute([format!("k{n}")])?;
+                    match n % 3 {
+                        0 => Ok(n),
+                        1 => Err(Fail::Store(StoreError::BadReceipt)),
+                        _ => panic!("a write that panics"),
+                    }
+                })
+                .await
+            })
+        });
+        let mut answers = Vec::new();
+        for write in writes.collect::<Vec<_>>() {
+            answers.push(write.await.expect("join"));
+        }
+        for (n, answer) in answers.iter().enumerate() {
+            match n % 3 {
+                0 => assert_eq!(answer, &Ok(n)),
+                1 => assert_eq!(answer, &Err(StoreError::BadReceipt)),
+                _ => assert!(matches!(answer, Err(StoreError::Backend { .. })), "{answer:?}"),
+            }
+        }
+        let kept: Vec<String> = store
+            .db
+            .call("test.read", |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT key FROM meta WHERE key LIKE 'k%' ORDER BY CAST(substr(key, 2) AS INTEGER)")?;
+                let keys = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+                Ok(keys)
+            })
+            .unwrap();
+        let expected: Vec<String> = (0..30).filter(|n| n % 3 == 0).map(|n| format!("k{n}")).collect();
+        assert_eq!(kept, expected, "only the writes that succeeded are committed");
+    }
 
     use crate::embedded::{QueueSettings, open_temporary};
     use crate::ports::{OutgoingMessage, QueueSender};

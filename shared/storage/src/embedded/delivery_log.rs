@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use webhooks_domain::{DeliveryAttempt, DeliveryStatus};
 
 use super::EmbeddedStore;
-use super::connection::{to_json, write_tx};
+use super::connection::to_json;
 use super::parked_retries::insert_parked;
 use crate::StoreError;
 use crate::page::{Page, PageRequest};
@@ -76,40 +76,43 @@ impl DeliveryLog for EmbeddedStore {
         let expires_at_ms = self.expires_at_ms(now_ms());
         let (attempt_json, status_json) = (to_json(attempt)?, to_json(&status)?);
         let parked = hand_off.map(HandOff::parked);
-        self.db.call("delivery_log.record_attempt_once", |conn| {
-            let tx = write_tx(conn)?;
-            let last: Option<u32> = tx
-                .prepare_cached(
-                    "SELECT last_attempt FROM delivery_status WHERE event_id = ?1 AND subscription_id = ?2",
-                )?
-                .query_row([&attempt.event_id, &attempt.subscription_id], |row| row.get(0))
-                .optional()?;
-            if !attempt_is_new(last, attempt.attempt) {
-                return Ok(AttemptRecorded::AlreadyRecorded);
-            }
-            let row = params![
-                attempt.merchant_id,
-                attempt.subscription_id,
-                attempt_sort_key(attempt),
-                attempt_json,
-                expires_at_ms
-            ];
-            tx.prepare_cached(INSERT_ATTEMPT)?.execute(row)?;
-            let row = params![
-                attempt.event_id,
-                attempt.subscription_id,
-                attempt.merchant_id,
-                status_json,
-                expires_at_ms,
-                attempt.attempt
-            ];
-            tx.prepare_cached(UPSERT_STATUS)?.execute(row)?;
-            if let Some(parked) = &parked {
-                insert_parked(&tx, parked)?;
-            }
-            tx.commit()?;
-            Ok(AttemptRecorded::Recorded)
-        })
+        let (attempt, sort_key) = (attempt.clone(), attempt_sort_key(attempt));
+        // On the writer thread: a deliver batch's attempts, and whatever else is being
+        // written meanwhile, share one commit.
+        self.db
+            .write("delivery_log.record_attempt_once", move |tx| {
+                let last: Option<u32> = tx
+                    .prepare_cached(
+                        "SELECT last_attempt FROM delivery_status WHERE event_id = ?1 AND subscription_id = ?2",
+                    )?
+                    .query_row([&attempt.event_id, &attempt.subscription_id], |row| row.get(0))
+                    .optional()?;
+                if !attempt_is_new(last, attempt.attempt) {
+                    return Ok(AttemptRecorded::AlreadyRecorded);
+                }
+                let row = params![
+                    attempt.merchant_id,
+                    attempt.subscription_id,
+                    sort_key,
+                    attempt_json,
+                    expires_at_ms
+                ];
+                tx.prepare_cached(INSERT_ATTEMPT)?.execute(row)?;
+                let row = params![
+                    attempt.event_id,
+                    attempt.subscription_id,
+                    attempt.merchant_id,
+                    status_json,
+                    expires_at_ms,
+                    attempt.attempt
+                ];
+                tx.prepare_cached(UPSERT_STATUS)?.execute(row)?;
+                if let Some(parked) = &parked {
+                    insert_parked(tx, parked)?;
+                }
+                Ok(AttemptRecorded::Recorded)
+            })
+            .await
     }
 
     async fn delivery_status(

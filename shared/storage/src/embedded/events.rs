@@ -1,6 +1,6 @@
 //! Events and their fan-out status: the `events` table. What `record_event` does is
-//! decided by `rules::fan_out_lease`; here it is carried out in one write transaction, for
-//! one event or for a batch of them.
+//! decided by `rules::fan_out_lease`; here it is carried out in one write of the writer
+//! thread, for one event or for a batch of them.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use webhooks_domain::PlatformEvent;
 
 use super::EmbeddedStore;
-use super::connection::{from_json, to_json, write_tx};
+use super::connection::{from_json, to_json};
 use crate::StoreError;
 use crate::ports::{EventStore, Recorded};
 use crate::rules::fan_out_lease::{RecordDecision, StoredEventState, decide_record};
@@ -30,16 +30,18 @@ impl EventStore for EmbeddedStore {
 
     /// One write transaction for the whole batch.
     async fn record_events(&self, events: &[PlatformEvent], lease: Duration) -> Vec<Result<Recorded, StoreError>> {
-        let recorded = self.db.call("events.record", |conn| {
-            let tx = write_tx(conn)?;
-            let now = now_ms();
-            let mut answers = Vec::with_capacity(events.len());
-            for event in events {
-                answers.push(self.record_in(&tx, event, now, lease)?);
-            }
-            tx.commit()?;
-            Ok(answers)
-        });
+        let (store, owned) = (self.clone(), events.to_vec());
+        let recorded = self
+            .db
+            .write("events.record", move |tx| {
+                let now = now_ms();
+                let mut answers = Vec::with_capacity(owned.len());
+                for event in &owned {
+                    answers.push(store.record_in(tx, event, now, lease)?);
+                }
+                Ok(answers)
+            })
+            .await;
         match recorded {
             Ok(answers) => answers,
             Err(error) => events.iter().map(|_| Err(error.clone())).collect(),
@@ -48,18 +50,18 @@ impl EventStore for EmbeddedStore {
 
     /// One write transaction for the whole batch.
     async fn mark_all_fanned_out(&self, event_ids: &[String]) -> Vec<Result<(), StoreError>> {
-        let marked = self.db.call("events.mark_fanned_out", |conn| {
-            let tx = write_tx(conn)?;
-            let mut changed = Vec::with_capacity(event_ids.len());
-            {
+        let ids = event_ids.to_vec();
+        let marked = self
+            .db
+            .write("events.mark_fanned_out", move |tx| {
                 let mut update = tx.prepare_cached("UPDATE events SET fanned_out = 1 WHERE event_id = ?1")?;
-                for id in event_ids {
-                    changed.push(update.execute([id])?);
-                }
-            }
-            tx.commit()?;
-            Ok(changed)
-        });
+                let changed = ids
+                    .iter()
+                    .map(|id| update.execute([id]))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(changed)
+            })
+            .await;
         match marked {
             Ok(changed) => changed.into_iter().map(|n| Precondition::Present.check(n)).collect(),
             Err(error) => event_ids.iter().map(|_| Err(error.clone())).collect(),
@@ -74,10 +76,10 @@ impl EventStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Records one event within `tx`: a decision of `rules::fan_out_lease`, carried out.
+    /// Records one event within a write: a decision of `rules::fan_out_lease`, carried out.
     fn record_in(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &rusqlite::Connection,
         event: &PlatformEvent,
         now: i64,
         lease: Duration,
@@ -89,7 +91,8 @@ impl EmbeddedStore {
         };
         let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
         let stored: Option<(StoredEventState, String)> = tx
-            .query_row(sql, [id], |row| {
+            .prepare_cached(sql)?
+            .query_row([id], |row| {
                 let state = StoredEventState {
                     fanned_out: row.get(0)?,
                     lease_until_ms: row.get(1)?,
@@ -104,11 +107,12 @@ impl EmbeddedStore {
             RecordDecision::Insert { lease_until_ms } => {
                 let sql = "INSERT OR REPLACE INTO events \
                            (event_id, json, fanned_out, expires_at_ms, lease_until_ms) VALUES (?1, ?2, 0, ?3, ?4)";
-                tx.execute(sql, params![id, json, self.expires_at_ms(now), lease_until_ms])?;
+                tx.prepare_cached(sql)?
+                    .execute(params![id, json, self.expires_at_ms(now), lease_until_ms])?;
             }
             RecordDecision::RetakeLease { lease_until_ms } => {
                 let sql = "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1";
-                tx.execute(sql, params![id, lease_until_ms])?;
+                tx.prepare_cached(sql)?.execute(params![id, lease_until_ms])?;
             }
             RecordDecision::InProgress | RecordDecision::AlreadyFannedOut => {}
         }

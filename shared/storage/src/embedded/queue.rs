@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::connection::{Db, write_tx};
+use super::connection::Db;
 use crate::StoreError;
 use crate::ports::{
     MAX_BATCH, MAX_DELAY, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, MAX_VISIBILITY, OutgoingMessage, QueueReceiver,
@@ -142,52 +142,60 @@ impl EmbeddedQueue {
     }
 
     /// One receive without waiting: the messages, and the earliest `visible_at_ms` left in
-    /// the queue (for the long poll to know when to look again).
-    fn receive_now(&self, max: usize, visibility: Duration) -> Result<(Vec<ReceivedMessage>, Option<i64>), StoreError> {
+    /// the queue (for the long poll to know when to look again). A write of the writer
+    /// thread, so that concurrent receives and sends share a commit.
+    async fn receive_now(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(Vec<ReceivedMessage>, Option<i64>), StoreError> {
         const OP: &str = "queue.receive";
         let (limit, hide) = (i64::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(1), millis(visibility));
-        let (received, moved, next) = self.db.call(OP, |conn| {
-            let tx = write_tx(conn)?;
-            let now = now_ms();
-            let in_flight = count_in_flight(&tx, &self.name, now)?;
-            if in_flight >= MAX_IN_FLIGHT {
-                let why = format!("{in_flight} messages in flight, at most {MAX_IN_FLIGHT}");
-                return Err(over_quota(OP, IN_FLIGHT, why).into());
-            }
-            let sql = "SELECT id, message_id, body, receive_count, sent_at_ms FROM messages \
-                       WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, id LIMIT ?3";
-            let rows = tx
-                .prepare_cached(sql)?
-                .query_map(params![self.name, now, limit], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                })?
-                .collect::<Result<Vec<(i64, String, String, u32, i64)>, _>>()?;
-            let (mut received, mut moved) = (Vec::new(), 0usize);
-            for (row_id, message_id, body, count, sent_at_ms) in rows {
-                match &self.dlq {
-                    Some(dlq) if count >= self.max_receive_count => {
-                        moved += dead_letter(&tx, row_id, dlq, MAX_RECEIVE_REASON, now)?;
-                    }
-                    _ => {
-                        let receipt = receipt_handle(now);
-                        let sql = "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, \
-                                   receipt = ?2 WHERE id = ?3";
-                        tx.execute(sql, params![now.saturating_add(hide), receipt, row_id])?;
-                        received.push(ReceivedMessage {
-                            message_id,
-                            receipt_handle: receipt,
-                            body,
-                            receive_count: count.saturating_add(1),
-                            sent_at_ms,
-                        });
+        let (name, dlq, max_receive_count) = (self.name.clone(), self.dlq.clone(), self.max_receive_count);
+        let (received, moved, next) = self
+            .db
+            .write(OP, move |tx| {
+                let now = now_ms();
+                let in_flight = count_in_flight(tx, &name, now)?;
+                if in_flight >= MAX_IN_FLIGHT {
+                    let why = format!("{in_flight} messages in flight, at most {MAX_IN_FLIGHT}");
+                    return Err(over_quota(OP, IN_FLIGHT, why).into());
+                }
+                let sql = "SELECT id, message_id, body, receive_count, sent_at_ms FROM messages \
+                           WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY visible_at_ms, id LIMIT ?3";
+                let rows = tx
+                    .prepare_cached(sql)?
+                    .query_map(params![name, now, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })?
+                    .collect::<Result<Vec<(i64, String, String, u32, i64)>, _>>()?;
+                let (mut received, mut moved) = (Vec::new(), 0usize);
+                for (row_id, message_id, body, count, sent_at_ms) in rows {
+                    match &dlq {
+                        Some(dlq) if count >= max_receive_count => {
+                            moved += dead_letter(tx, row_id, dlq, MAX_RECEIVE_REASON, now)?;
+                        }
+                        _ => {
+                            let receipt = receipt_handle(now);
+                            let sql = "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, \
+                                       receipt = ?2 WHERE id = ?3";
+                            tx.prepare_cached(sql)?
+                                .execute(params![now.saturating_add(hide), receipt, row_id])?;
+                            received.push(ReceivedMessage {
+                                message_id,
+                                receipt_handle: receipt,
+                                body,
+                                receive_count: count.saturating_add(1),
+                                sent_at_ms,
+                            });
+                        }
                     }
                 }
-            }
-            let sql = "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ?1";
-            let next: Option<i64> = tx.query_row(sql, [&self.name], |row| row.get(0))?;
-            tx.commit()?;
-            Ok((received, moved, next))
-        })?;
+                let sql = "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ?1";
+                let next: Option<i64> = tx.prepare_cached(sql)?.query_row([&name], |row| row.get(0))?;
+                Ok((received, moved, next))
+            })
+            .await?;
         if let Some(dlq) = &self.dlq
             && moved > 0
         {
@@ -228,11 +236,12 @@ impl QueueSender for EmbeddedQueue {
                 format!("{payload} bytes, at most {MAX_MESSAGE_BYTES}"),
             ));
         }
-        let results = self.db.call(OP, |conn| {
-            let tx = write_tx(conn)?;
-            let now = now_ms();
-            let mut results = Vec::with_capacity(messages.len());
-            {
+        let name = self.name.clone();
+        let results = self
+            .db
+            .write(OP, move |tx| {
+                let now = now_ms();
+                let mut results = Vec::with_capacity(messages.len());
                 let sql = "INSERT INTO messages (queue, message_id, body, visible_at_ms, receive_count, sent_at_ms) \
                            VALUES (?1, ?2, ?3, ?4, 0, ?5)";
                 let mut insert = tx.prepare_cached(sql)?;
@@ -243,19 +252,12 @@ impl QueueSender for EmbeddedQueue {
                         continue;
                     }
                     let visible_at = now.saturating_add(millis(message.delay));
-                    insert.execute(params![
-                        self.name,
-                        Uuid::new_v4().to_string(),
-                        message.body,
-                        visible_at,
-                        now
-                    ])?;
+                    insert.execute(params![name, Uuid::new_v4().to_string(), message.body, visible_at, now])?;
                     results.push(Ok(()));
                 }
-            }
-            tx.commit()?;
-            Ok(results)
-        })?;
+                Ok(results)
+            })
+            .await?;
         // Queued means on disk (power loss included), before the caller hears it.
         self.db.make_durable(self.db.committed()).await?;
         self.notify.notify_waiters();
@@ -312,7 +314,7 @@ impl QueueReceiver for EmbeddedQueue {
             let notified = self.notify.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            let (received, next_visible_ms) = self.receive_now(max, visibility)?;
+            let (received, next_visible_ms) = self.receive_now(max, visibility).await?;
             let now = tokio::time::Instant::now();
             if !received.is_empty() || now >= deadline {
                 return Ok(received);
@@ -367,16 +369,17 @@ impl QueueReceiver for EmbeddedQueue {
 
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         check_batch_len("queue.delete_batch", receipt_handles.len())?;
-        self.db.call("queue.delete_batch", |conn| {
-            let tx = write_tx(conn)?;
-            let mut results = Vec::with_capacity(receipt_handles.len());
-            for receipt in &receipt_handles {
-                let deleted = Self::delete_received(&tx, &self.name, receipt)?;
-                results.push(if deleted { Ok(()) } else { Err(StoreError::BadReceipt) });
-            }
-            tx.commit()?;
-            Ok(results)
-        })
+        let name = self.name.clone();
+        self.db
+            .write("queue.delete_batch", move |tx| {
+                let mut results = Vec::with_capacity(receipt_handles.len());
+                for receipt in &receipt_handles {
+                    let deleted = Self::delete_received(tx, &name, receipt)?;
+                    results.push(if deleted { Ok(()) } else { Err(StoreError::BadReceipt) });
+                }
+                Ok(results)
+            })
+            .await
     }
 
     async fn approximate_len(&self) -> Result<usize, StoreError> {
@@ -391,6 +394,7 @@ impl QueueReceiver for EmbeddedQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedded::connection::write_tx;
     use crate::embedded::open_temporary;
 
     const NO_WAIT: Duration = Duration::ZERO;
