@@ -22,7 +22,9 @@ use crate::page::{CursorCodec, Page, PageRequest};
 pub(super) struct Db {
     conn: Arc<Mutex<Connection>>,
     /// Hands writes to the writer thread ([`Db::write`]); dropping it ends the thread.
-    writer: mpsc::Sender<Box<dyn GroupedWrite>>,
+    writer: Option<mpsc::Sender<Box<dyn GroupedWrite>>>,
+    /// The writer thread, joined on drop so that the file is closed when the store is.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     codec: CursorCodec,
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     disk: GroupSync,
@@ -38,7 +40,7 @@ const MAX_GROUP: usize = 64;
 #[derive(Debug, Default)]
 struct GroupSync {
     /// The WAL file (none for a store without one, e.g. in memory).
-    wal: Option<File>,
+    wal: Option<Arc<File>>,
     /// Commits counted so far ([`Db::committed`]).
     commits: AtomicU64,
     /// The count of commits the last sync covered; held while syncing.
@@ -71,17 +73,18 @@ impl Db {
         let conn = Arc::new(Mutex::new(conn));
         let (writer, writes) = mpsc::channel();
         let writer_conn = Arc::clone(&conn);
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || commit_in_groups(&writer_conn, &writes))
             .map_err(|error| StoreError::backend("sqlite.writer", error))?;
         Ok(Self {
             conn,
-            writer,
+            writer: Some(writer),
+            writer_thread: Some(writer_thread),
             codec: CursorCodec::new(cursor_key),
             notifiers: Mutex::default(),
             disk: GroupSync {
-                wal,
+                wal: wal.map(Arc::new),
                 ..GroupSync::default()
             },
         })
@@ -100,6 +103,8 @@ impl Db {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let stopped = || StoreError::backend(op, "the store's writer thread has stopped");
         self.writer
+            .as_ref()
+            .ok_or_else(stopped)?
             .send(Box::new(PendingWrite { op, work, reply }))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -120,7 +125,12 @@ impl Db {
             return Ok(());
         }
         let covered = self.disk.commits.load(Ordering::Acquire);
-        wal.sync_data()
+        // On the blocking pool: an fdatasync takes a millisecond or more, which would stall
+        // every task of the runtime thread it ran on.
+        let wal = Arc::clone(wal);
+        tokio::task::spawn_blocking(move || wal.sync_data())
+            .await
+            .map_err(|error| StoreError::backend("sqlite.fdatasync", error))?
             .map_err(|error| StoreError::backend("sqlite.fdatasync", error))?;
         *synced = covered;
         Ok(())
@@ -210,6 +220,19 @@ impl Db {
         });
         let items = rows.iter().map(|(_, json)| from_json(json)).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
+    }
+}
+
+impl Drop for Db {
+    /// Ends the writer thread once the writes handed to it are done, and waits for it, so
+    /// that the connection is closed (the WAL checkpointed and removed) when this returns.
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use super::connection::{from_json, to_json};
 use crate::StoreError;
 use crate::ports::{EventStore, Recorded};
 use crate::rules::fan_out_lease::{RecordDecision, StoredEventState, decide_record};
+use crate::rules::retention::expires_at_ms;
 use crate::rules::unix_time::now_ms;
 use crate::rules::write_conditions::Precondition;
 
@@ -30,14 +31,14 @@ impl EventStore for EmbeddedStore {
 
     /// One write transaction for the whole batch.
     async fn record_events(&self, events: &[PlatformEvent], lease: Duration) -> Vec<Result<Recorded, StoreError>> {
-        let (store, owned) = (self.clone(), events.to_vec());
+        let (retention, owned) = (self.retention, events.to_vec());
         let recorded = self
             .db
             .write("events.record", move |tx| {
                 let now = now_ms();
                 let mut answers = Vec::with_capacity(owned.len());
                 for event in &owned {
-                    answers.push(store.record_in(tx, event, now, lease)?);
+                    answers.push(record_in(tx, event, now, lease, retention)?);
                 }
                 Ok(answers)
             })
@@ -75,47 +76,46 @@ impl EventStore for EmbeddedStore {
     }
 }
 
-impl EmbeddedStore {
-    /// Records one event within a write: a decision of `rules::fan_out_lease`, carried out.
-    fn record_in(
-        &self,
-        tx: &rusqlite::Connection,
-        event: &PlatformEvent,
-        now: i64,
-        lease: Duration,
-    ) -> Result<Result<Recorded, StoreError>, rusqlite::Error> {
-        let id = &event.event_id;
-        let json = match to_json(event) {
-            Ok(json) => json,
-            Err(error) => return Ok(Err(error)),
-        };
-        let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
-        let stored: Option<(StoredEventState, String)> = tx
-            .prepare_cached(sql)?
-            .query_row([id], |row| {
-                let state = StoredEventState {
-                    fanned_out: row.get(0)?,
-                    lease_until_ms: row.get(1)?,
-                    expires_at_ms: row.get(2)?,
-                };
-                Ok((state, row.get(3)?))
-            })
-            .optional()?;
-        let (state, stored_json) = stored.unzip();
-        let decision = decide_record(state.as_ref(), now, lease);
-        match decision {
-            RecordDecision::Insert { lease_until_ms } => {
-                let sql = "INSERT OR REPLACE INTO events \
+/// Records one event within a write: a decision of `rules::fan_out_lease`, carried out; a
+/// new event is kept for `retention`.
+fn record_in(
+    tx: &rusqlite::Connection,
+    event: &PlatformEvent,
+    now: i64,
+    lease: Duration,
+    retention: Duration,
+) -> Result<Result<Recorded, StoreError>, rusqlite::Error> {
+    let id = &event.event_id;
+    let json = match to_json(event) {
+        Ok(json) => json,
+        Err(error) => return Ok(Err(error)),
+    };
+    let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
+    let stored: Option<(StoredEventState, String)> = tx
+        .prepare_cached(sql)?
+        .query_row([id], |row| {
+            let state = StoredEventState {
+                fanned_out: row.get(0)?,
+                lease_until_ms: row.get(1)?,
+                expires_at_ms: row.get(2)?,
+            };
+            Ok((state, row.get(3)?))
+        })
+        .optional()?;
+    let (state, stored_json) = stored.unzip();
+    let decision = decide_record(state.as_ref(), now, lease);
+    match decision {
+        RecordDecision::Insert { lease_until_ms } => {
+            let sql = "INSERT OR REPLACE INTO events \
                            (event_id, json, fanned_out, expires_at_ms, lease_until_ms) VALUES (?1, ?2, 0, ?3, ?4)";
-                tx.prepare_cached(sql)?
-                    .execute(params![id, json, self.expires_at_ms(now), lease_until_ms])?;
-            }
-            RecordDecision::RetakeLease { lease_until_ms } => {
-                let sql = "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1";
-                tx.prepare_cached(sql)?.execute(params![id, lease_until_ms])?;
-            }
-            RecordDecision::InProgress | RecordDecision::AlreadyFannedOut => {}
+            tx.prepare_cached(sql)?
+                .execute(params![id, json, expires_at_ms(now, retention), lease_until_ms])?;
         }
-        Ok(decision.recorded(|| from_json(stored_json.as_deref().unwrap_or_default())))
+        RecordDecision::RetakeLease { lease_until_ms } => {
+            let sql = "UPDATE events SET lease_until_ms = ?2 WHERE event_id = ?1";
+            tx.prepare_cached(sql)?.execute(params![id, lease_until_ms])?;
+        }
+        RecordDecision::InProgress | RecordDecision::AlreadyFannedOut => {}
     }
+    Ok(decision.recorded(|| from_json(stored_json.as_deref().unwrap_or_default())))
 }
