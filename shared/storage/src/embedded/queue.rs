@@ -89,16 +89,21 @@ fn check_batch_len(op: &'static str, entries: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A receipt handle for a receive at `received_at_ms`: unique, and carrying the instant of
-/// the receive, which bounds the message's visibility (12 hours from it, as in SQS).
-fn receipt_handle(received_at_ms: i64) -> String {
-    format!("{received_at_ms}.{}", Uuid::new_v4())
+/// A receipt handle for a receive at `received_at_ms` of the row `row_id`: unique, and
+/// carrying the instant of the receive, which bounds the message's visibility (12 hours
+/// from it, as in SQS), and the row, found by its key (no index on receipts to keep up).
+fn receipt_handle(received_at_ms: i64, row_id: i64) -> String {
+    format!("{received_at_ms}.{row_id}.{}", Uuid::new_v4())
 }
 
-/// When the receive that issued `receipt_handle` happened (`None`: not one of ours, or
-/// issued before handles carried it).
-fn received_at_ms(receipt_handle: &str) -> Option<i64> {
-    receipt_handle.split_once('.')?.0.parse().ok()
+/// The instant of the receive that issued `receipt_handle` and the row it names (`None`:
+/// not one of ours).
+fn parse_receipt(receipt_handle: &str) -> Option<(i64, i64)> {
+    let mut parts = receipt_handle.splitn(3, '.');
+    let received_at_ms = parts.next()?.parse().ok()?;
+    let row_id = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((received_at_ms, row_id))
 }
 
 /// How many of `queue`'s messages are in flight at `now`: received, not deleted, still hidden.
@@ -122,7 +127,8 @@ impl EmbeddedQueue {
         }
     }
 
-    /// Why the message with this id (in any queue) was dead-lettered, if it was.
+    /// Why the message with this id (in any queue) was dead-lettered, if it was. A scan of
+    /// the table (message ids are not indexed): for tests and inspection.
     pub async fn dlq_reason(&self, message_id: &str) -> Result<Option<String>, StoreError> {
         self.db.call("queue.dlq_reason", |conn| {
             let sql = "SELECT dlq_reason FROM messages WHERE message_id = ?1";
@@ -176,7 +182,7 @@ impl EmbeddedQueue {
                             moved += dead_letter(tx, row_id, dlq, MAX_RECEIVE_REASON, now)?;
                         }
                         _ => {
-                            let receipt = receipt_handle(now);
+                            let receipt = receipt_handle(now, row_id);
                             let sql = "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?1, \
                                        receipt = ?2 WHERE id = ?3";
                             tx.prepare_cached(sql)?
@@ -207,8 +213,14 @@ impl EmbeddedQueue {
 
     /// Deletes the message this receipt handed out; whether there was one.
     fn delete_received(conn: &Connection, queue: &str, receipt_handle: &str) -> rusqlite::Result<bool> {
-        let sql = "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2";
-        Ok(conn.prepare_cached(sql)?.execute(params![queue, receipt_handle])? > 0)
+        let Some((_, row_id)) = parse_receipt(receipt_handle) else {
+            return Ok(false);
+        };
+        let sql = "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3";
+        Ok(conn
+            .prepare_cached(sql)?
+            .execute(params![row_id, queue, receipt_handle])?
+            > 0)
     }
 }
 
@@ -335,21 +347,27 @@ impl QueueReceiver for EmbeddedQueue {
         const OP: &str = "queue.change_visibility";
         check_visibility(OP, visibility)?;
         let visible_at = now_ms().saturating_add(millis(visibility));
+        let Some((received_at_ms, row_id)) = parse_receipt(receipt_handle) else {
+            return Err(StoreError::BadReceipt);
+        };
         // SQS counts the 12 hours from the receive, not from this call.
-        let deadline = received_at_ms(receipt_handle).map(|at| at.saturating_add(millis(MAX_VISIBILITY)));
+        let deadline = received_at_ms.saturating_add(millis(MAX_VISIBILITY));
         let changed = self.db.call(OP, |conn| {
-            if deadline.is_some_and(|deadline| visible_at > deadline) {
-                let sql = "SELECT 1 FROM messages WHERE queue = ?1 AND receipt = ?2";
-                if !conn.prepare_cached(sql)?.exists(params![self.name, receipt_handle])? {
+            if visible_at > deadline {
+                let sql = "SELECT 1 FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3";
+                if !conn
+                    .prepare_cached(sql)?
+                    .exists(params![row_id, self.name, receipt_handle])?
+                {
                     return Err(StoreError::BadReceipt.into());
                 }
                 let why = "hidden until more than 12 hours after its receive";
                 return Err(over_quota(OP, VISIBILITY_TIMEOUT, why).into());
             }
-            let sql = "UPDATE messages SET visible_at_ms = ?1 WHERE queue = ?2 AND receipt = ?3";
+            let sql = "UPDATE messages SET visible_at_ms = ?1 WHERE id = ?2 AND queue = ?3 AND receipt = ?4";
             Ok(conn
                 .prepare_cached(sql)?
-                .execute(params![visible_at, self.name, receipt_handle])?)
+                .execute(params![visible_at, row_id, self.name, receipt_handle])?)
         })?;
         match changed {
             0 => Err(StoreError::BadReceipt),
@@ -416,6 +434,27 @@ mod tests {
         assert_eq!(queue.approximate_len().await.unwrap(), 1);
         let got = queue.receive(10, LONG, Duration::from_secs(5)).await.unwrap();
         assert_eq!((got.len(), got[0].body.as_str(), got[0].receive_count), (1, "later", 1));
+    }
+
+    #[tokio::test]
+    async fn a_receipt_naming_another_row_or_without_a_row_deletes_nothing() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default());
+        queue.send(message("first", 0)).await.unwrap();
+        queue.send(message("second", 0)).await.unwrap();
+        let got = queue.receive(10, LONG, NO_WAIT).await.unwrap();
+        let (at, row) = parse_receipt(&got[0].receipt_handle).unwrap();
+        let (_, other_row) = parse_receipt(&got[1].receipt_handle).unwrap();
+        let uuid = got[0].receipt_handle.rsplit('.').next().unwrap();
+        let elsewhere = format!("{at}.{other_row}.{uuid}");
+        let older_format = format!("{at}.{uuid}");
+        for handle in [elsewhere, older_format] {
+            assert_eq!(queue.delete(&handle).await, Err(StoreError::BadReceipt), "{handle}");
+        }
+        assert_eq!(queue.approximate_len().await.unwrap(), 2);
+        queue.delete(&got[0].receipt_handle).await.unwrap();
+        assert_eq!(queue.approximate_len().await.unwrap(), 1);
+        assert_ne!(row, other_row);
     }
 
     #[tokio::test]
@@ -498,7 +537,7 @@ mod tests {
         queue.send(message("held", 0)).await.unwrap();
         let received = queue.receive(1, LONG, NO_WAIT).await.unwrap().remove(0);
         let receipt = received.receipt_handle;
-        let received_at = received_at_ms(&receipt).expect("the handle carries its receive instant");
+        let (received_at, row_id) = parse_receipt(&receipt).expect("the handle carries its receive instant and row");
         while now_ms() <= received_at {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -509,7 +548,7 @@ mod tests {
         let almost = MAX_VISIBILITY - Duration::from_secs(60);
         queue.change_visibility(&receipt, almost).await.unwrap();
         // A handle this queue never issued is a bad receipt, whatever instant it claims.
-        let forged = receipt_handle(received_at - 1);
+        let forged = receipt_handle(received_at - 1, row_id);
         assert_eq!(
             queue.change_visibility(&forged, MAX_VISIBILITY).await,
             Err(StoreError::BadReceipt)
@@ -532,6 +571,8 @@ mod tests {
                     for i in 0..MAX_IN_FLIGHT {
                         insert.execute(params![i.to_string(), hidden_until])?;
                     }
+                    // Handles as a receive at instant 0 would have issued them.
+                    tx.execute("UPDATE messages SET receipt = '0.' || id || '.filled'", [])?;
                 }
                 tx.commit()?;
                 Ok(())
@@ -540,7 +581,7 @@ mod tests {
         queue.send(message("one more", 0)).await.unwrap();
         assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
         refused_for(queue.receive(1, LONG, NO_WAIT).await, IN_FLIGHT);
-        queue.delete("0").await.unwrap();
+        queue.delete("0.1.filled").await.unwrap();
         let got = queue.receive(1, LONG, NO_WAIT).await.unwrap();
         assert_eq!(got[0].body, "one more");
         assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
