@@ -65,6 +65,16 @@ impl From<StoreError> for Fail {
     }
 }
 
+impl Fail {
+    /// The store's error: SQLite's as [`StoreError::Backend`] for `op`, a store-level one as it is.
+    fn into_store_error(self, op: &'static str) -> StoreError {
+        match self {
+            Fail::Sql(error) => StoreError::backend(op, error),
+            Fail::Store(error) => error,
+        }
+    }
+}
+
 impl Db {
     /// Shares `conn`, sealing cursors with `cursor_key`, and syncing the WAL at `wal` (the
     /// database file's `-wal` beside it, there once the schema is written) when asked.
@@ -154,10 +164,7 @@ impl Db {
         // A panic inside `f` unwinds through `Transaction::drop`, which rolls back, so the
         // connection is consistent even when the mutex is poisoned.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut conn).map_err(|fail| match fail {
-            Fail::Sql(error) => StoreError::backend(op, error),
-            Fail::Store(error) => error,
-        })
+        f(&mut conn).map_err(|fail| fail.into_store_error(op))
     }
 
     /// Executes one statement; the number of rows changed.
@@ -324,9 +331,7 @@ where
             Ok(()) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)));
                 let result = match outcome {
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(Fail::Sql(error))) => Err(StoreError::backend(op, error)),
-                    Ok(Err(Fail::Store(error))) => Err(error),
+                    Ok(done) => done.map_err(|fail| fail.into_store_error(op)),
                     Err(_panic) => Err(StoreError::backend(op, "the write panicked")),
                 };
                 let undone = match result {

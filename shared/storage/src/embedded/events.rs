@@ -29,16 +29,24 @@ impl EventStore for EmbeddedStore {
         Precondition::Present.check(self.db.exec("events.mark_fanned_out", sql, [event_id])?)
     }
 
-    /// One write transaction for the whole batch.
+    /// One write of the writer thread for the whole batch; the events are encoded before.
     async fn record_events(&self, events: &[PlatformEvent], lease: Duration) -> Vec<Result<Recorded, StoreError>> {
-        let (retention, owned) = (self.retention, events.to_vec());
+        let retention = self.retention;
+        let encoded: Vec<_> = events
+            .iter()
+            .map(|event| (event.event_id.clone(), to_json(event)))
+            .collect();
         let recorded = self
             .db
             .write("events.record", move |tx| {
                 let now = now_ms();
-                let mut answers = Vec::with_capacity(owned.len());
-                for event in &owned {
-                    answers.push(record_in(tx, event, now, lease, retention)?);
+                let mut answers = Vec::with_capacity(encoded.len());
+                for (id, json) in &encoded {
+                    let answer = match json {
+                        Ok(json) => record_in(tx, id, json, now, lease, retention)?,
+                        Err(error) => Err(error.clone()),
+                    };
+                    answers.push(answer);
                 }
                 Ok(answers)
             })
@@ -49,7 +57,7 @@ impl EventStore for EmbeddedStore {
         }
     }
 
-    /// One write transaction for the whole batch.
+    /// One write of the writer thread for the whole batch.
     async fn mark_all_fanned_out(&self, event_ids: &[String]) -> Vec<Result<(), StoreError>> {
         let ids = event_ids.to_vec();
         let marked = self
@@ -76,20 +84,16 @@ impl EventStore for EmbeddedStore {
     }
 }
 
-/// Records one event within a write: a decision of `rules::fan_out_lease`, carried out; a
-/// new event is kept for `retention`.
+/// Records the event `id` (encoded as `json`) within a write: a decision of
+/// `rules::fan_out_lease`, carried out; a new event is kept for `retention`.
 fn record_in(
     tx: &rusqlite::Connection,
-    event: &PlatformEvent,
+    id: &str,
+    json: &str,
     now: i64,
     lease: Duration,
     retention: Duration,
 ) -> Result<Result<Recorded, StoreError>, rusqlite::Error> {
-    let id = &event.event_id;
-    let json = match to_json(event) {
-        Ok(json) => json,
-        Err(error) => return Ok(Err(error)),
-    };
     let sql = "SELECT fanned_out, lease_until_ms, expires_at_ms, json FROM events WHERE event_id = ?1";
     let stored: Option<(StoredEventState, String)> = tx
         .prepare_cached(sql)?
