@@ -1,5 +1,6 @@
-//! The one connection every handle shares, the writer thread that commits the hot writes
-//! in groups, and the helpers all SQLite work goes through.
+//! The two connections every handle shares (one that writes, one that only reads), the
+//! writer thread that commits the hot writes in groups, and the helpers all SQLite work
+//! goes through.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,10 +17,16 @@ use tokio::sync::Notify;
 use crate::StoreError;
 use crate::page::{CursorCodec, Page, PageRequest};
 
-/// The connection, the writer thread, the cursor codec, the per-queue wake-ups and the
+/// The connections, the writer thread, the cursor codec, the per-queue wake-ups and the
 /// group commit to disk, shared by every handle.
 #[derive(Debug)]
 pub(super) struct Db {
+    /// The connection reads run on ([`Db::read`]), so that they never wait for a group
+    /// commit: in WAL mode a reader sees every transaction committed before its statement
+    /// began and does not block the writer. Declared first so that it closes first, leaving
+    /// the writing connection to checkpoint the WAL as the last one closed.
+    reader: Mutex<Connection>,
+    /// The connection every write runs on.
     conn: Arc<Mutex<Connection>>,
     /// Hands writes to the writer thread ([`Db::write`]); dropping it ends the thread.
     writer: Option<mpsc::Sender<Box<dyn GroupedWrite>>>,
@@ -76,10 +83,16 @@ impl Fail {
 }
 
 impl Db {
-    /// Shares `conn`, sealing cursors with `cursor_key`, and syncing the WAL at `wal` (the
-    /// database file's `-wal` beside it, there once the schema is written) when asked.
-    /// Starts the writer thread, which ends when this is dropped.
-    pub(super) fn new(conn: Connection, cursor_key: Vec<u8>, wal: Option<File>) -> Result<Self, StoreError> {
+    /// Shares `conn` for writes and `reader` (a second connection to the same file) for
+    /// reads, sealing cursors with `cursor_key`, and syncing the WAL at `wal` (the database
+    /// file's `-wal` beside it, there once the schema is written) when asked. Starts the
+    /// writer thread, which ends when this is dropped.
+    pub(super) fn new(
+        conn: Connection,
+        reader: Connection,
+        cursor_key: Vec<u8>,
+        wal: Option<File>,
+    ) -> Result<Self, StoreError> {
         let conn = Arc::new(Mutex::new(conn));
         let (writer, writes) = mpsc::channel();
         let writer_conn = Arc::clone(&conn);
@@ -88,6 +101,7 @@ impl Db {
             .spawn(move || commit_in_groups(&writer_conn, &writes))
             .map_err(|error| StoreError::backend("sqlite.writer", error))?;
         Ok(Self {
+            reader: Mutex::new(reader),
             conn,
             writer: Some(writer),
             writer_thread: Some(writer_thread),
@@ -167,6 +181,18 @@ impl Db {
         f(&mut conn).map_err(|fail| fail.into_store_error(op))
     }
 
+    /// Runs `f`, which only reads, on the reading connection, on the calling thread: it sees
+    /// every write answered before it began, and waits for no write. SQLite errors become
+    /// [`StoreError::Backend`] for `op`.
+    pub(super) fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&reader).map_err(|fail| fail.into_store_error(op))
+    }
+
     /// Executes one statement; the number of rows changed.
     pub(super) fn exec(&self, op: &'static str, sql: &str, params: impl Params) -> Result<usize, StoreError> {
         self.call(op, |conn| Ok(conn.prepare_cached(sql)?.execute(params)?))
@@ -189,7 +215,7 @@ impl Db {
         sql: &str,
         params: impl Params,
     ) -> Result<Option<String>, StoreError> {
-        self.call(op, |conn| {
+        self.read(op, |conn| {
             Ok(conn
                 .prepare_cached(sql)?
                 .query_row(params, |row| row.get(0))
@@ -216,7 +242,7 @@ impl Db {
         let fetch_rows = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let mut args: Vec<&dyn ToSql> = vec![&after, &fetch_rows];
         args.extend_from_slice(filter);
-        let mut rows: Vec<(String, String)> = self.call(op, |conn| {
+        let mut rows: Vec<(String, String)> = self.read(op, |conn| {
             let mut stmt = conn.prepare_cached(sql)?;
             let rows = stmt.query_map(&args[..], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -382,6 +408,8 @@ pub(super) fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, StoreError
 mod tests {
     use std::time::Duration;
 
+    use rusqlite::OptionalExtension;
+
     use super::Fail;
     use crate::StoreError;
 
@@ -429,6 +457,52 @@ mod tests {
 
     use crate::embedded::{QueueSettings, open_temporary};
     use crate::ports::{OutgoingMessage, QueueSender};
+
+    /// The value of `key` in `meta`, as the reading connection sees it.
+    fn read_meta(db: &super::Db, key: &str) -> Option<String> {
+        db.read("test.read", |conn| {
+            let sql = "SELECT value FROM meta WHERE key = ?1";
+            Ok(conn.query_row(sql, [key], |row| row.get(0)).optional()?)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_for_no_write_and_sees_each_once_it_is_answered() {
+        let (_dir, store) = open_temporary();
+        let (entered, mut inside) = tokio::sync::mpsc::unbounded_channel();
+        let (finish, finishing) = std::sync::mpsc::channel::<()>();
+        let db = std::sync::Arc::clone(&store.db);
+        let write = tokio::spawn(async move {
+            db.write("test.write", move |conn| {
+                conn.execute("INSERT INTO meta (key, value) VALUES ('held', 'x')", [])?;
+                entered.send(()).unwrap();
+                // The writer thread holds its transaction, and the writing connection,
+                // until the test lets it go.
+                finishing.recv().unwrap();
+                Ok(())
+            })
+            .await
+        });
+        inside.recv().await.unwrap();
+        let db = std::sync::Arc::clone(&store.db);
+        let during = tokio::task::spawn_blocking(move || read_meta(&db, "held"));
+        let during = tokio::time::timeout(Duration::from_secs(10), during)
+            .await
+            .expect("a read does not wait for the write's transaction")
+            .unwrap();
+        assert_eq!(during, None, "nor sees it before its commit");
+        finish.send(()).unwrap();
+        write.await.unwrap().unwrap();
+        assert_eq!(read_meta(&store.db, "held").as_deref(), Some("x"), "seen once answered");
+        let refused = store.db.read("test.read", |conn| {
+            Ok(conn.execute("INSERT INTO meta (key, value) VALUES ('sneaked', 'x')", [])?)
+        });
+        assert!(
+            matches!(refused, Err(StoreError::Backend { .. })),
+            "the reader does not write: {refused:?}"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_returns_once_every_commit_before_it_is_synced_to_disk() {

@@ -82,7 +82,7 @@ impl EndpointBreaker for EmbeddedStore {
     ) -> Result<Vec<HeldTask>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (first, last) = (due_lower_bound(since_ms), due_upper_bound(until_ms - 1));
-        self.db.call("held_deliveries.list", |conn| {
+        self.db.read("held_deliveries.list", |conn| {
             let sql = "SELECT sort_key, body FROM held_deliveries WHERE endpoint = ?1 \
                        AND sort_key BETWEEN ?2 AND ?3 ORDER BY sort_key LIMIT ?4";
             let mut statement = conn.prepare_cached(sql)?;

@@ -1,9 +1,10 @@
 //! The embedded backend of the local stack: every port on one SQLite file.
 //!
 //! Whole domain objects are stored as JSON text next to the few columns the queries need
-//! (`schema.rs`). All SQLite work goes through one connection behind a mutex
-//! (`connection.rs`): reads and rare writes on the calling thread, the hot writes (queue
-//! sends, receives and deletes, event records, delivery attempts) on a writer thread that
+//! (`schema.rs`). All SQLite work goes through two connections, each behind a mutex
+//! (`connection.rs`): reads on a reading one, on the calling thread; rare writes on the
+//! writing one, on the calling thread; the hot writes (queue sends, receives and deletes,
+//! event records, delivery attempts) on the writing one too, from a writer thread that
 //! commits whatever is waiting as one transaction. The queue keeps SQS semantics (delay,
 //! visibility timeout, receive count, DLQ), and a send wakes the receivers long-polling
 //! that queue in this process; receivers also poll every [`POLL_INTERVAL`] so that other
@@ -73,8 +74,9 @@ impl EmbeddedStore {
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal = std::fs::File::open(&wal_path).map_err(|error| StoreError::backend(OP, error))?;
+        let reader = schema::open_reader(path).map_err(|error| StoreError::backend(OP, error))?;
         Ok(Self {
-            db: Arc::new(Db::new(conn, cursor_key, Some(wal))?),
+            db: Arc::new(Db::new(conn, reader, cursor_key, Some(wal))?),
             retention: DEFAULT_RETENTION,
             keyring,
         })

@@ -32,7 +32,7 @@ impl ParkedRetries for EmbeddedStore {
     async fn due_tasks(&self, shard: u32, now_ms: i64, limit: usize) -> Result<Vec<ParkedTask>, StoreError> {
         let upper = due_upper_bound(now_ms);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.db.call("parked_retries.due_tasks", |conn| {
+        self.db.read("parked_retries.due_tasks", |conn| {
             let sql = "SELECT sort_key, due_ms, body, dead_letter_reason FROM parked_retries
                        WHERE shard = ?1 AND sort_key <= ?2 ORDER BY sort_key LIMIT ?3";
             let mut statement = conn.prepare_cached(sql)?;

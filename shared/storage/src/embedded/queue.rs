@@ -130,7 +130,7 @@ impl EmbeddedQueue {
     /// Why the message with this id (in any queue) was dead-lettered, if it was. A scan of
     /// the table (message ids are not indexed): for tests and inspection.
     pub async fn dlq_reason(&self, message_id: &str) -> Result<Option<String>, StoreError> {
-        self.db.call("queue.dlq_reason", |conn| {
+        self.db.read("queue.dlq_reason", |conn| {
             let sql = "SELECT dlq_reason FROM messages WHERE message_id = ?1";
             Ok(conn
                 .query_row(sql, [message_id], |row| row.get::<_, Option<String>>(0))
@@ -142,7 +142,7 @@ impl EmbeddedQueue {
     /// How many of this queue's messages are in flight: received, neither deleted nor
     /// visible again. SQS refuses a receive once a standard queue has [`MAX_IN_FLIGHT`].
     pub async fn in_flight(&self) -> Result<usize, StoreError> {
-        self.db.call("queue.in_flight", |conn| {
+        self.db.read("queue.in_flight", |conn| {
             Ok(count_in_flight(conn, &self.name, now_ms())?)
         })
     }
@@ -401,7 +401,7 @@ impl QueueReceiver for EmbeddedQueue {
     }
 
     async fn approximate_len(&self) -> Result<usize, StoreError> {
-        let count: i64 = self.db.call("queue.len", |conn| {
+        let count: i64 = self.db.read("queue.len", |conn| {
             let sql = "SELECT COUNT(*) FROM messages WHERE queue = ?1";
             Ok(conn.query_row(sql, [&self.name], |row| row.get(0))?)
         })?;

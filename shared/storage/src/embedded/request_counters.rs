@@ -24,7 +24,7 @@ impl RequestCounters for EmbeddedStore {
 
     async fn request_count(&self, key: &str, window_start_ms: i64) -> Result<u64, StoreError> {
         let sql = "SELECT count FROM request_counts WHERE key = ?1 AND window_start_ms = ?2";
-        let count: Option<i64> = self.db.call("request_counts.read", |conn| {
+        let count: Option<i64> = self.db.read("request_counts.read", |conn| {
             let mut statement = conn.prepare_cached(sql)?;
             Ok(statement
                 .query_row(params![key, window_start_ms], |row| row.get(0))

@@ -110,6 +110,17 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
     Ok(key)
 }
 
+/// A second connection to the store at `path` (its schema made by [`init`]) that only
+/// reads: `query_only`, so that a write sent to it by mistake fails instead of bypassing the
+/// writer thread.
+pub(super) fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open(path)?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    reader.pragma_update(None, "query_only", true)?;
+    Ok(reader)
+}
+
 /// Adds `expires_at_ms` to `table` if an older version made it without: the rows already
 /// there are kept for [`DEFAULT_RETENTION`] from now.
 fn give_expiry(conn: &Connection, table: &str) -> rusqlite::Result<()> {

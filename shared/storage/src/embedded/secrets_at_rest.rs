@@ -11,7 +11,7 @@ use crate::{StoreError, sealed};
 impl SecretsAtRest for EmbeddedStore {
     async fn reseal_merchant(&self, merchant_id: &str) -> Result<usize, StoreError> {
         let read = "SELECT id, json FROM subscriptions WHERE merchant_id = ?1 ORDER BY id";
-        let rows: Vec<(String, String)> = self.db.call("secrets.read_subscriptions", |conn| {
+        let rows: Vec<(String, String)> = self.db.read("secrets.read_subscriptions", |conn| {
             let mut stmt = conn.prepare_cached(read)?;
             let rows = stmt.query_map([merchant_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
