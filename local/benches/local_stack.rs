@@ -16,7 +16,8 @@
 //! Reported: deliveries/s, publish-to-receipt latency p50/p95/p99/max, and the stack's peak
 //! RSS; for the Node runs, deliveries/s and the share of the raw rate. Run with
 //! `cargo bench -p webhooks-local --bench local_stack` (`npm ci --prefix tests/verifiers`
-//! first, as `scripts/test` does).
+//! first, as `scripts/test` does); `-- fanout` (or `one`, `steady`, `node-one`,
+//! `node-fanout`, several at once) runs only those.
 
 #[path = "../tests/e2e/harness.rs"]
 #[allow(dead_code)]
@@ -302,18 +303,36 @@ async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
     );
 }
 
+/// The scenarios to run: each argument that is not a flag names one (`one`, `fanout`,
+/// `steady`, `node-one`, `node-fanout`); none runs them all.
+fn chosen_scenarios() -> Vec<String> {
+    std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect()
+}
+
 #[tokio::main]
 async fn main() {
-    scenario("10,000 events x 1 subscription", 1, 10_000, None).await;
-    raw_capacity("raw: 10,000 posts straight to the receiver", 10_000, None).await;
-    scenario("100 events x 100 subscriptions", 100, 100, None).await;
-    scenario("steady 500 events/s for 20 s x 1 subscription", 1, 10_000, Some(500.0)).await;
-    raw_capacity(
-        "raw: steady 500 posts/s for 20 s straight to the receiver",
-        10_000,
-        Some(500.0),
-    )
-    .await;
-    node_comparison("10,000 events x 1 subscription", 1, 10_000).await;
-    node_comparison("100 events x 100 subscriptions", 100, 100).await;
+    let chosen = chosen_scenarios();
+    let runs = |name: &str| chosen.is_empty() || chosen.iter().any(|c| c == name);
+    if runs("one") {
+        scenario("10,000 events x 1 subscription", 1, 10_000, None).await;
+        raw_capacity("raw: 10,000 posts straight to the receiver", 10_000, None).await;
+    }
+    if runs("fanout") {
+        scenario("100 events x 100 subscriptions", 100, 100, None).await;
+    }
+    if runs("steady") {
+        scenario("steady 500 events/s for 20 s x 1 subscription", 1, 10_000, Some(500.0)).await;
+        raw_capacity(
+            "raw: steady 500 posts/s for 20 s straight to the receiver",
+            10_000,
+            Some(500.0),
+        )
+        .await;
+    }
+    if runs("node-one") {
+        node_comparison("10,000 events x 1 subscription", 1, 10_000).await;
+    }
+    if runs("node-fanout") {
+        node_comparison("100 events x 100 subscriptions", 100, 100).await;
+    }
 }
