@@ -13,6 +13,11 @@ use webhooks_storage::aws::{
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
 
+/// mimalloc: per-thread free lists. Under load glibc's malloc and free (with their
+/// consolidations) took about a sixth of the stack's CPU (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
