@@ -2,6 +2,7 @@
 //! with the same handler code as the Lambdas, on the embedded durable backend (or on the
 //! real DynamoDB/SQS adapters against an endpoint).
 
+pub mod allocator;
 pub mod cli;
 pub mod retention;
 pub mod routes;
@@ -31,7 +32,7 @@ use crate::worker::{PollerConfig, poll};
 /// Concurrent ingest pollers.
 const INGEST_POLLERS: usize = 4;
 /// Concurrent deliver pollers: up to this many batches of 10 webhooks in flight.
-const DELIVER_POLLERS: usize = 8;
+const DELIVER_POLLERS: usize = 16;
 /// How often the scheduler moves due retries to the deliveries queue (a minute in AWS; a
 /// second here, so that a retry is late by at most that).
 const SCHEDULER_TICK: Duration = Duration::from_secs(1);

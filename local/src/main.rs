@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use webhooks_local::cli::{BackendKind, Options};
-use webhooks_local::{StackParts, retention, run};
+use webhooks_local::{StackParts, allocator, retention, run};
 use webhooks_runtime::logging::init_logging;
 use webhooks_runtime::{Environment, Settings};
 use webhooks_storage::aws::{
@@ -13,13 +13,12 @@ use webhooks_storage::aws::{
 use webhooks_storage::embedded::{EmbeddedStore, QueueSettings};
 use webhooks_storage::ports::{DELIVERIES_MAX_RECEIVE_COUNT, EVENTS_MAX_RECEIVE_COUNT};
 
-/// mimalloc: per-thread free lists. Under load glibc's malloc and free (with their
-/// consolidations) took about a sixth of the stack's CPU (docs/benchmarks.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator {};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    allocator::return_freed_memory_at_once();
     let options = Options::parse();
     let settings = Settings::from_lookup(Environment::Local, |name| options.setting(name))?;
     init_logging(settings.log_format);
