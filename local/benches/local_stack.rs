@@ -74,7 +74,35 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn report(name: &str, deliveries: usize, elapsed: Duration, mut latencies: Vec<Duration>, rss_mb: Option<f64>) {
+/// What the stack used for a scenario: its peak RSS, and its CPU time per delivery.
+#[derive(Clone, Copy)]
+struct StackUse {
+    peak_rss_mb: Option<f64>,
+    cpu_us_per_delivery: Option<f64>,
+}
+
+impl std::fmt::Display for StackUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(mb) = self.peak_rss_mb {
+            write!(f, "; stack peak RSS {mb:.1} MB")?;
+        }
+        if let Some(us) = self.cpu_us_per_delivery {
+            write!(f, "; stack CPU {us:.0} µs per delivery")?;
+        }
+        Ok(())
+    }
+}
+
+/// The stack's CPU time since `cpu_ms_before` over `deliveries`, and its peak RSS.
+fn stack_use(stack: &Stack, cpu_ms_before: Option<f64>, deliveries: usize) -> StackUse {
+    let cpu_ms = stack.cpu_ms().zip(cpu_ms_before).map(|(after, before)| after - before);
+    StackUse {
+        peak_rss_mb: stack.peak_rss_mb(),
+        cpu_us_per_delivery: cpu_ms.map(|ms| ms * 1000.0 / deliveries as f64),
+    }
+}
+
+fn report(name: &str, deliveries: usize, elapsed: Duration, mut latencies: Vec<Duration>, used: Option<StackUse>) {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -85,9 +113,7 @@ fn report(name: &str, deliveries: usize, elapsed: Duration, mut latencies: Vec<D
         ms(percentile(&latencies, 0.95)),
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().unwrap()),
-        rss_mb
-            .map(|mb| format!("; stack peak RSS {mb:.1} MB"))
-            .unwrap_or_default(),
+        used.map(|used| used.to_string()).unwrap_or_default(),
     );
 }
 
@@ -100,6 +126,7 @@ async fn scenario(name: &str, subscriptions: usize, events: usize, rate: Option<
     for i in 0..subscriptions {
         stack.subscribe(&format!("{receiver}/sub{i}"), &[]).await;
     }
+    let cpu_ms_before = stack.cpu_ms();
     let stack = Arc::new(stack);
     let published: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let gate = Arc::new(Semaphore::new(PUBLISHERS));
@@ -132,7 +159,7 @@ async fn scenario(name: &str, subscriptions: usize, events: usize, rate: Option<
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rss_mb = stack.peak_rss_mb();
+    let used = stack_use(&stack, cpu_ms_before, expected);
     let published: HashMap<String, Instant> = published.lock().unwrap().iter().cloned().collect();
     let arrived = arrivals.first.lock().unwrap();
     let latencies: Vec<Duration> = arrived
@@ -140,7 +167,7 @@ async fn scenario(name: &str, subscriptions: usize, events: usize, rate: Option<
         .map(|((_, id), at)| at.duration_since(published[id]))
         .collect();
     let last = arrived.values().max().unwrap();
-    report(name, expected, last.duration_since(started), latencies, rss_mb);
+    report(name, expected, last.duration_since(started), latencies, Some(used));
 }
 
 /// The same generator straight to the receiver: what the machine does without the stack.
@@ -205,8 +232,9 @@ impl NodeReceiver {
         Self { child, url }
     }
 
-    /// How many webhooks arrived, and when the last did (unix ms).
-    async fn stats(&self) -> (usize, i64) {
+    /// How many webhooks arrived, when the last did (unix ms), and the receiver's CPU time
+    /// meanwhile (ms), since it started or was last reset.
+    async fn stats(&self) -> (usize, i64, f64) {
         let stats: serde_json::Value = reqwest::get(format!("{}/stats", self.url))
             .await
             .unwrap()
@@ -216,6 +244,7 @@ impl NodeReceiver {
         (
             stats["received"].as_u64().unwrap() as usize,
             stats["lastAt"].as_i64().unwrap_or(0),
+            stats["cpuMs"].as_f64().unwrap(),
         )
     }
 
@@ -256,12 +285,22 @@ async fn node_loadgen(url: String, requests: usize, extra: Vec<String>) -> serde
 }
 
 /// Node at both ends: the generator's raw rate straight to the receiver, then `events`
-/// events to `subscriptions` subscriptions through the stack, in one run.
+/// events to `subscriptions` subscriptions through the stack, in one run; with the CPU time
+/// each process used per request (the generator's per event published).
 async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
+    const RAW_REQUESTS: usize = 20_000;
     let receiver = NodeReceiver::start();
-    let raw = node_loadgen(format!("{}/raw", receiver.url), 20_000, Vec::new()).await;
+    receiver.reset().await;
+    let raw = node_loadgen(format!("{}/raw", receiver.url), RAW_REQUESTS, Vec::new()).await;
     assert_eq!(raw["failed"], 0, "{raw}");
     let raw_rate = raw["perSecond"].as_f64().unwrap();
+    let (_, _, raw_receiver_cpu_ms) = receiver.stats().await;
+    let per_raw_request = |cpu_ms: f64| cpu_ms * 1000.0 / RAW_REQUESTS as f64;
+    println!(
+        "node: raw CPU per request: generator {:.0} µs, receiver {:.0} µs",
+        per_raw_request(raw["cpuMs"].as_f64().unwrap()),
+        per_raw_request(raw_receiver_cpu_ms),
+    );
     receiver.reset().await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -275,15 +314,16 @@ async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
         "--merchant".to_owned(),
         stack.merchant_id.clone(),
     ];
+    let cpu_ms_before = stack.cpu_ms();
     let sent = node_loadgen(format!("{}/local/events", stack.url), events, extra).await;
     assert_eq!(sent["failed"], 0, "{sent}");
     let expected = events * subscriptions;
     let deadline = Instant::now() + Duration::from_secs(300);
-    let last_at = loop {
-        let (received, last_at) = receiver.stats().await;
+    let (last_at, receiver_cpu_ms) = loop {
+        let (received, last_at, cpu_ms) = receiver.stats().await;
         if received >= expected {
             assert_eq!(received, expected, "{name}: each webhook once");
-            break last_at;
+            break (last_at, cpu_ms);
         }
         assert!(
             Instant::now() < deadline,
@@ -293,13 +333,12 @@ async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
     };
     let seconds = (last_at - sent["startedAt"].as_i64().unwrap()) as f64 / 1000.0;
     let rate = expected as f64 / seconds;
+    let used = stack_use(&stack, cpu_ms_before, expected);
     println!(
-        "node: {name}: {expected} deliveries in {seconds:.2} s = {rate:.0}/s; the generator straight to the receiver: {raw_rate:.0}/s; {:.0} % of it{}",
+        "node: {name}: {expected} deliveries in {seconds:.2} s = {rate:.0}/s; the generator straight to the receiver: {raw_rate:.0}/s; {:.0} % of it{used}; CPU: generator {:.0} µs per event published, receiver {:.0} µs per webhook",
         100.0 * rate / raw_rate,
-        stack
-            .peak_rss_mb()
-            .map(|mb| format!("; stack peak RSS {mb:.1} MB"))
-            .unwrap_or_default(),
+        sent["cpuMs"].as_f64().unwrap() * 1000.0 / events as f64,
+        receiver_cpu_ms * 1000.0 / expected as f64,
     );
 }
 

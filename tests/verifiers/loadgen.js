@@ -5,7 +5,7 @@
 // With --merchant it posts platform events (a new order id each) to the local stack's
 // `POST /local/events` with the bearer key; without, a webhook-sized body straight to URL.
 // Prints one JSON line: requests, failed (non-2xx or errors), startedAt (unix ms), seconds,
-// perSecond.
+// perSecond, and cpuMs (the CPU time this process used sending them).
 'use strict';
 const http = require('http');
 
@@ -47,6 +47,7 @@ async function main() {
   let failed = 0;
   const startedAt = Date.now();
   const started = process.hrtime.bigint();
+  const cpuFrom = process.cpuUsage();
   const sender = async () => {
     while (next < total) {
       const n = next++;
@@ -55,7 +56,9 @@ async function main() {
   };
   await Promise.all(Array.from({ length: senders }, sender));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(JSON.stringify({ requests: total, failed, startedAt, seconds, perSecond: total / seconds }));
+  const cpu = process.cpuUsage(cpuFrom);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  console.log(JSON.stringify({ requests: total, failed, startedAt, seconds, perSecond: total / seconds, cpuMs }));
   agent.destroy();
 }
 

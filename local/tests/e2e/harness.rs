@@ -154,6 +154,17 @@ impl Stack {
         Some(kb / 1024.0)
     }
 
+    /// The CPU time the stack has used so far, user and system, in ms (the local_stack
+    /// bench): `/proc/<pid>/stat`'s utime and stime, in Linux's USER_HZ of 100 a second.
+    #[allow(dead_code)]
+    pub fn cpu_ms(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let ticks = |n: usize| fields.get(n)?.parse::<f64>().ok();
+        Some((ticks(11)? + ticks(12)?) * 10.0)
+    }
+
     /// SIGTERM, and the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
