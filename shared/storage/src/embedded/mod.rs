@@ -6,9 +6,9 @@
 //! writing one, on the calling thread; the hot writes (queue sends, receives and deletes,
 //! event records, delivery attempts) on the writing one too, from a writer thread that
 //! commits whatever is waiting as one transaction. The queue keeps SQS semantics (delay,
-//! visibility timeout, receive count, DLQ), and a send wakes the receivers long-polling
-//! that queue in this process; receivers also poll every [`POLL_INTERVAL`] so that other
-//! processes sharing the file are seen too. Events, attempts and delivery statuses expire
+//! visibility timeout, receive count, DLQ), and a send wakes one receiver long-polling
+//! that queue in this process (one that takes a full batch wakes the next); receivers also
+//! poll every [`POLL_INTERVAL`] so that other processes sharing the file are seen too. Events, attempts and delivery statuses expire
 //! after the store's retention; [`EmbeddedStore::purge_expired`] deletes them.
 
 mod auth_callbacks;

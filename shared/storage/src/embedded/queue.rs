@@ -206,7 +206,7 @@ impl EmbeddedQueue {
             && moved > 0
         {
             tracing::warn!(queue = %self.name, dlq = %dlq, moved, "{MAX_RECEIVE_REASON}: moved to the DLQ");
-            self.db.notifier(dlq).notify_waiters();
+            self.db.notifier(dlq).notify_one();
         }
         Ok((received, next))
     }
@@ -272,7 +272,9 @@ impl QueueSender for EmbeddedQueue {
             .await?;
         // Queued means on disk (power loss included), before the caller hears it.
         self.db.make_durable(self.db.committed()).await?;
-        self.notify.notify_waiters();
+        // One receiver wakes; one that takes a full batch wakes the next (`receive`), so an
+        // idle queue's pollers do not all look for each message.
+        self.notify.notify_one();
         Ok(results)
     }
 
@@ -299,7 +301,7 @@ impl QueueSender for EmbeddedQueue {
             Ok(())
         })?;
         self.db.make_durable(self.db.committed()).await?;
-        self.db.notifier(dlq).notify_waiters();
+        self.db.notifier(dlq).notify_one();
         Ok(())
     }
 }
@@ -328,6 +330,10 @@ impl QueueReceiver for EmbeddedQueue {
             notified.as_mut().enable();
             let (received, next_visible_ms) = self.receive_now(max, visibility).await?;
             let now = tokio::time::Instant::now();
+            if !received.is_empty() && received.len() >= max {
+                // A full batch: there may be more, for the next receiver waiting.
+                self.notify.notify_one();
+            }
             if !received.is_empty() || now >= deadline {
                 return Ok(received);
             }
@@ -372,7 +378,7 @@ impl QueueReceiver for EmbeddedQueue {
         match changed {
             0 => Err(StoreError::BadReceipt),
             _ => {
-                self.notify.notify_waiters();
+                self.notify.notify_one();
                 Ok(())
             }
         }
@@ -603,6 +609,33 @@ mod tests {
         assert!(
             sent.elapsed() < POLL_INTERVAL * 8 / 10,
             "woken by polling, not by the send"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_send_wakes_one_long_poll_and_each_full_batch_wakes_the_next() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default());
+        let pollers: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(10)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = std::time::Instant::now();
+        let batch = ["a", "b", "c"].map(|body| message(body, 0)).to_vec();
+        queue.send_batch(batch).await.unwrap();
+        let mut bodies = Vec::new();
+        for poller in pollers {
+            let got = poller.await.expect("join").expect("receive");
+            bodies.extend(got.into_iter().map(|m| m.body));
+        }
+        bodies.sort();
+        assert_eq!(bodies, ["a", "b", "c"]);
+        assert!(
+            sent.elapsed() < POLL_INTERVAL * 8 / 10,
+            "each woken by the one before, not by polling"
         );
     }
 }
