@@ -31,8 +31,10 @@ use crate::worker::{PollerConfig, poll};
 
 /// Concurrent ingest pollers.
 const INGEST_POLLERS: usize = 4;
-/// Concurrent deliver pollers: up to this many batches of 10 webhooks in flight.
-const DELIVER_POLLERS: usize = 16;
+/// Concurrent deliver pollers, each handling a batch of up to 10 webhooks. A poller
+/// receives its next batch while its last one is deleted, so at most twice this many
+/// batches are in flight on the deliveries queue.
+pub const DELIVER_POLLERS: usize = 16;
 /// How often the scheduler moves due retries to the deliveries queue (a minute in AWS; a
 /// second here, so that a retry is late by at most that).
 const SCHEDULER_TICK: Duration = Duration::from_secs(1);

@@ -28,8 +28,9 @@ use crate::harness::Stack;
 const HEALTHY_INTERVAL: Duration = Duration::from_millis(50);
 /// How often one event is sent before the test gives up on it.
 const PUBLISH_TRIES: usize = 20;
-/// The local stack's batches in hand: 8 deliver pollers of up to 10 messages.
-const BATCHES_IN_HAND: usize = 8 * 10;
+/// The most messages the local stack's deliver pollers hold in flight: each a batch of
+/// up to 10 in hand, and its last batch while that is being deleted.
+const BATCHES_IN_HAND: usize = webhooks_local::DELIVER_POLLERS * 10 * 2;
 /// How often the in-flight count is read from the store file.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
