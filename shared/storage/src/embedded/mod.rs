@@ -8,8 +8,9 @@
 //! commits whatever is waiting as one transaction. The queue keeps SQS semantics (delay,
 //! visibility timeout, receive count, DLQ), and a send wakes one receiver long-polling
 //! that queue in this process (one that takes a full batch wakes the next); receivers also
-//! poll every [`POLL_INTERVAL`] so that other processes sharing the file are seen too. Events, attempts and delivery statuses expire
-//! after the store's retention; [`EmbeddedStore::purge_expired`] deletes them.
+//! poll every [`POLL_INTERVAL`] so that other processes sharing the file are seen too.
+//! Events, attempts and delivery statuses expire after the store's retention;
+//! [`EmbeddedStore::purge_expired`] deletes them.
 
 mod auth_callbacks;
 mod connection;

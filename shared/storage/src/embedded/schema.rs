@@ -72,10 +72,7 @@ DROP INDEX IF EXISTS messages_message_id;
 /// Sets the pragmas, creates or upgrades the schema, and returns the cursor key (made on
 /// first open).
 pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // Room for every statement the store prepares: with rusqlite's default of 16 the hot
-    // ones were evicted and prepared again on most calls (11 % of the stack's CPU under load).
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    set_up_connection(conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // In WAL mode, NORMAL syncs at checkpoints only: a committed transaction survives the
     // process being killed (kill -9), and only an OS crash or power loss may lose the last ones;
@@ -115,10 +112,18 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
 /// writer thread.
 pub(super) fn open_reader(path: &std::path::Path) -> rusqlite::Result<Connection> {
     let reader = Connection::open(path)?;
-    reader.busy_timeout(Duration::from_secs(5))?;
-    reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    set_up_connection(&reader)?;
     reader.pragma_update(None, "query_only", true)?;
     Ok(reader)
+}
+
+/// What every connection of a store gets: a 5 s wait for a lock, and room for every
+/// statement the store prepares (with rusqlite's default of 16 the hot ones were evicted
+/// and prepared again on most calls: 11 % of the stack's CPU under load).
+fn set_up_connection(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    Ok(())
 }
 
 /// Adds `expires_at_ms` to `table` if an older version made it without: the rows already
