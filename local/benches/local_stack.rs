@@ -93,12 +93,17 @@ impl std::fmt::Display for StackUse {
     }
 }
 
+/// CPU milliseconds spread over `count` requests, in µs each.
+fn us_each(cpu_ms: f64, count: usize) -> f64 {
+    cpu_ms * 1000.0 / count as f64
+}
+
 /// The stack's CPU time since `cpu_ms_before` over `deliveries`, and its peak RSS.
 fn stack_use(stack: &Stack, cpu_ms_before: Option<f64>, deliveries: usize) -> StackUse {
     let cpu_ms = stack.cpu_ms().zip(cpu_ms_before).map(|(after, before)| after - before);
     StackUse {
         peak_rss_mb: stack.peak_rss_mb(),
-        cpu_us_per_delivery: cpu_ms.map(|ms| ms * 1000.0 / deliveries as f64),
+        cpu_us_per_delivery: cpu_ms.map(|ms| us_each(ms, deliveries)),
     }
 }
 
@@ -295,11 +300,10 @@ async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
     assert_eq!(raw["failed"], 0, "{raw}");
     let raw_rate = raw["perSecond"].as_f64().unwrap();
     let (_, _, raw_receiver_cpu_ms) = receiver.stats().await;
-    let per_raw_request = |cpu_ms: f64| cpu_ms * 1000.0 / RAW_REQUESTS as f64;
     println!(
         "node: raw CPU per request: generator {:.0} µs, receiver {:.0} µs",
-        per_raw_request(raw["cpuMs"].as_f64().unwrap()),
-        per_raw_request(raw_receiver_cpu_ms),
+        us_each(raw["cpuMs"].as_f64().unwrap(), RAW_REQUESTS),
+        us_each(raw_receiver_cpu_ms, RAW_REQUESTS),
     );
     receiver.reset().await;
 
@@ -337,15 +341,25 @@ async fn node_comparison(name: &str, subscriptions: usize, events: usize) {
     println!(
         "node: {name}: {expected} deliveries in {seconds:.2} s = {rate:.0}/s; the generator straight to the receiver: {raw_rate:.0}/s; {:.0} % of it{used}; CPU: generator {:.0} µs per event published, receiver {:.0} µs per webhook",
         100.0 * rate / raw_rate,
-        sent["cpuMs"].as_f64().unwrap() * 1000.0 / events as f64,
-        receiver_cpu_ms * 1000.0 / expected as f64,
+        us_each(sent["cpuMs"].as_f64().unwrap(), events),
+        us_each(receiver_cpu_ms, expected),
     );
 }
 
-/// The scenarios to run: each argument that is not a flag names one (`one`, `fanout`,
-/// `steady`, `node-one`, `node-fanout`); none runs them all.
+/// The scenarios the bench knows, by the names that choose them.
+const SCENARIOS: [&str; 5] = ["one", "fanout", "steady", "node-one", "node-fanout"];
+
+/// The scenarios to run: each argument that is not a flag names one of [`SCENARIOS`]; none
+/// runs them all. An unknown name stops the bench rather than run nothing.
 fn chosen_scenarios() -> Vec<String> {
-    std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect()
+    let chosen: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    for name in &chosen {
+        assert!(
+            SCENARIOS.contains(&name.as_str()),
+            "unknown scenario {name:?}: choose from {SCENARIOS:?}"
+        );
+    }
+    chosen
 }
 
 #[tokio::main]
