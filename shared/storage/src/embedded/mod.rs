@@ -18,6 +18,7 @@ mod delivery_log;
 mod endpoint_breaker;
 mod events;
 mod merchants;
+mod opened_subscriptions;
 mod parked_retries;
 mod queue;
 mod recovery;
@@ -37,6 +38,7 @@ use webhooks_keyring::{KEY_FILE_NAME, Keyring, LocalKeys};
 pub use queue::{EmbeddedQueue, MAX_RECEIVE_REASON, POLL_INTERVAL, QueueSettings};
 
 use self::connection::Db;
+use self::opened_subscriptions::OpenedSubscriptions;
 use crate::{DEFAULT_RETENTION, StoreError};
 
 /// The SQLite store of merchants, subscriptions, events, the delivery log and auth callbacks.
@@ -45,6 +47,8 @@ pub struct EmbeddedStore {
     db: Arc<Db>,
     retention: Duration,
     keyring: Keyring,
+    /// Subscriptions read with their secrets, kept while no subscription changes.
+    opened_subscriptions: Arc<OpenedSubscriptions>,
 }
 
 impl EmbeddedStore {
@@ -80,6 +84,7 @@ impl EmbeddedStore {
             db: Arc::new(Db::new(conn, reader, cursor_key, Some(wal))?),
             retention: DEFAULT_RETENTION,
             keyring,
+            opened_subscriptions: Arc::default(),
         })
     }
 

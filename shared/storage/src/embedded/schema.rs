@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 use super::connection::write_tx;
+use super::opened_subscriptions;
 use crate::DEFAULT_RETENTION;
 use crate::rules::retention::expires_at_ms;
 use crate::rules::unix_time::now_ms;
@@ -93,6 +94,7 @@ pub(super) fn init(conn: &mut Connection) -> rusqlite::Result<Vec<u8>> {
     add_column_if_missing(&tx, "messages", "sent_at_ms", "INTEGER NOT NULL DEFAULT 0")?;
     add_column_if_missing(&tx, "subscriptions", "health", "TEXT")?;
     tx.execute_batch(INDEXES)?;
+    tx.execute_batch(opened_subscriptions::COUNT_CHANGES)?;
     // Two v4 UUIDs: 244 bits from the OS generator; kept so cursors survive restarts.
     let fresh: Vec<u8> = [Uuid::new_v4(), Uuid::new_v4()]
         .iter()

@@ -6,6 +6,7 @@ use webhooks_domain::{EndpointHealth, EventName, SigningSecrets, Subscription};
 
 use super::EmbeddedStore;
 use super::connection::to_json;
+use super::opened_subscriptions;
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
 use crate::rules::write_conditions::{Precondition, VersionedReplace};
@@ -51,14 +52,25 @@ impl SubscriptionStore for EmbeddedStore {
         merchant_id: &str,
         subscription_id: &str,
     ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
+        let changes = self
+            .db
+            .read("subscriptions.changes", |conn| Ok(opened_subscriptions::changes(conn)?))?;
+        let kept = &self.opened_subscriptions;
+        if let Some(opened) = kept.get(changes, merchant_id, subscription_id) {
+            return Ok(opened);
+        }
+        // Read after the count: a change committed in between has moved the count on, so
+        // the next read drops what this one keeps.
         let sql = format!("SELECT {DOCUMENT} FROM subscriptions WHERE merchant_id = ?1 AND id = ?2");
         let document: Option<Value> = self
             .db
             .fetch("subscriptions.get", &sql, [merchant_id, subscription_id])?;
-        match document {
-            Some(document) => Ok(Some(sealed::open_subscription(&self.keyring, &document).await?)),
-            None => Ok(None),
-        }
+        let opened = match document {
+            Some(document) => Some(sealed::open_subscription(&self.keyring, &document).await?),
+            None => None,
+        };
+        kept.keep(changes, merchant_id, subscription_id, &opened);
+        Ok(opened)
     }
 
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
