@@ -62,8 +62,8 @@ impl Reply {
 }
 
 /// The HTTP client every outbound request goes through: the policy's guarded resolver,
-/// no redirects, no proxies from the environment, rustls, keep-alive; a URL check before
-/// each request, a deadline over the whole exchange and a capped read.
+/// no redirects, no retries, no proxies from the environment, rustls, keep-alive; a URL
+/// check before each request, a deadline over the whole exchange and a capped read.
 #[derive(Debug, Clone)]
 pub struct OutboundClient {
     pub(crate) http: reqwest::Client,
@@ -82,6 +82,9 @@ impl OutboundClient {
         let http = reqwest::Client::builder()
             .dns_resolver(std::sync::Arc::new(GuardedResolver::with_names(policy, names)))
             .redirect(reqwest::redirect::Policy::none())
+            // Never sent twice by the client (a webhook's retry is an attempt of its own,
+            // recorded), and so never copied in case it must be.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .no_proxy()
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .use_rustls_tls()
