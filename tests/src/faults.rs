@@ -18,6 +18,8 @@ pub enum Step {
     Unpark,
     /// `RequestCounters::count_request`: nothing is counted.
     CountRequest,
+    /// `SubscriptionStore::get_subscriptions_with_secrets`: nothing is read.
+    ReadSubscriptions,
 }
 
 /// `inner`, whose next call of the armed [`Step`] fails (once) with a backend error.
@@ -39,6 +41,11 @@ impl<S> FaultyStore<S> {
     /// Makes the next call of `step` fail.
     pub fn fail_next(&self, step: Step) {
         *self.armed.lock().expect("fault lock") = Some(step);
+    }
+
+    /// Whether `step` is still armed: its fault did not happen yet.
+    pub fn is_armed(&self, step: Step) -> bool {
+        *self.armed.lock().expect("fault lock") == Some(step)
     }
 
     /// Fails if `step` is armed (and disarms it).
@@ -71,6 +78,13 @@ impl<S: SubscriptionStore> SubscriptionStore for FaultyStore<S> {
         id: &str,
     ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
         self.inner.get_subscription_with_secrets(merchant_id, id).await
+    }
+    async fn get_subscriptions_with_secrets(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<(Subscription, SigningSecrets)>>, StoreError> {
+        self.trip(Step::ReadSubscriptions)?;
+        self.inner.get_subscriptions_with_secrets(keys).await
     }
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
         self.inner.list_subscriptions(merchant_id, page).await

@@ -47,6 +47,7 @@ webhooks_tests::on_both_backends!(
     a_request_that_would_outlast_the_lambda_deadline_is_recorded_as_a_timeout,
     a_failure_after_any_step_of_deliver_or_the_scheduler_still_makes_one_chain,
     deleted_or_disabled_subscriptions_are_skipped,
+    a_batch_reads_its_subscriptions_together_or_each_task_its_own,
     delivered_webhooks_verify_in_node_and_with_standard_webhooks,
     ingest_fans_out_once_per_event_id,
     ingest_resumes_a_fan_out_interrupted_by_a_failing_queue,
@@ -833,6 +834,53 @@ mod cases {
         assert!(
             drain(&deliveries, Duration::ZERO).await.is_empty(),
             "a skipped task was retried"
+        );
+    }
+
+    pub async fn a_batch_reads_its_subscriptions_together_or_each_task_its_own(h: &impl Harness) {
+        let merchant = TestMerchant::start().await;
+        let (deliveries, _dlq) = h.queue_pair("deliveries-together", 5).await;
+        let store = FaultyStore::new(h.store().clone());
+        let config = DeliverConfig {
+            timeout: 5 * SEC,
+            ..DeliverConfig::default()
+        };
+        let client = http_client(&LOOPBACK);
+        let deliver = Deliver::new(store.clone(), deliveries, client, config, Arc::new(SystemClock));
+        for id in ["sub_t1", "sub_t2"] {
+            let sub = subscription(MERCHANT, id, &merchant.url(&format!("/ok/{id}")));
+            h.store().create_subscription(&sub, &secrets()).await.unwrap();
+        }
+        let tasks = |event_id: &str| {
+            ["sub_t1", "sub_t2", "sub_t1", "sub_gone"]
+                .map(|sub| DeliveryTask::first(event(MERCHANT, &format!("{event_id}_{sub}")), sub.into()))
+                .map(|task| task.to_message_body())
+        };
+        for (event_id, read_fails) in [("evt_together", false), ("evt_alone", true)] {
+            if read_fails {
+                store.fail_next(Step::ReadSubscriptions);
+            }
+            let response = deliver.handle_batch(event_of(&tasks(event_id))).await.unwrap();
+            assert!(response.batch_item_failures.is_empty(), "{event_id}");
+            assert!(!store.is_armed(Step::ReadSubscriptions), "the batch read them together");
+            let status = h
+                .store()
+                .delivery_status(&format!("{event_id}_sub_gone"), "sub_gone")
+                .await;
+            assert_eq!(status.unwrap(), Some(DeliveryStatus::Skipped), "{event_id}");
+        }
+        let mut paths: Vec<String> = merchant.requests().into_iter().map(|r| r.path).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/ok/sub_t1",
+                "/ok/sub_t1",
+                "/ok/sub_t1",
+                "/ok/sub_t1",
+                "/ok/sub_t2",
+                "/ok/sub_t2"
+            ]
         );
     }
 

@@ -31,6 +31,7 @@ macro_rules! conformance {
 conformance!(
     merchants_and_api_keys,
     subscriptions_are_crud_within_their_merchant,
+    subscriptions_read_together_are_each_as_read_alone,
     a_subscription_write_at_the_version_read_stores_the_next_version,
     a_subscription_write_at_a_stale_version_is_refused_and_changes_nothing,
     subscription_pages_follow_opaque_cursors,
@@ -279,6 +280,38 @@ mod cases {
         let ids: Vec<_> = rest.items.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["m_p3", "m_p4"]);
         assert_eq!(rest.next_cursor, None);
+    }
+
+    pub async fn subscriptions_read_together_are_each_as_read_alone(h: &impl Harness) {
+        let store = h.store();
+        for (merchant_id, id) in [("m_a", "sub_1"), ("m_a", "sub_2"), ("m_b", "sub_1")] {
+            let sub = subscription(merchant_id, id, &EventName::ALL, true);
+            store.create_subscription(&sub, &secrets_of(id)).await.unwrap();
+        }
+        let disabled = subscription("m_a", "sub_2", &EventName::ALL, false);
+        let mut secrets = secrets_of("sub_2");
+        secrets.rotate(at(1_700_000_100_000));
+        store.update_subscription(&disabled, &secrets).await.unwrap();
+        let keys: Vec<(String, String)> = [
+            ("m_b", "sub_1"),
+            ("m_a", "sub_2"),
+            ("m_a", "sub_gone"),
+            ("m_b", "sub_2"),
+        ]
+        .map(|(merchant_id, id)| (merchant_id.to_owned(), id.to_owned()))
+        .into();
+        let together = store.get_subscriptions_with_secrets(&keys).await.unwrap();
+        let mut alone = Vec::new();
+        for (merchant_id, id) in &keys {
+            alone.push(store.get_subscription_with_secrets(merchant_id, id).await.unwrap());
+        }
+        assert_eq!(together, alone, "in the order asked, none for those not there");
+        let found: Vec<_> = together
+            .iter()
+            .map(|opened| opened.as_ref().map(|(sub, _)| sub.enabled))
+            .collect();
+        assert_eq!(found, [Some(true), Some(false), None, None]);
+        assert_eq!(store.get_subscriptions_with_secrets(&[]).await.unwrap(), []);
     }
 
     pub async fn subscriptions_are_crud_within_their_merchant(h: &impl Harness) {

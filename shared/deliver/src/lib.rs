@@ -183,11 +183,32 @@ impl<S: SubscriptionStore + DeliveryLog + ParkedRetries + RequestCounters + Endp
     /// each request ends in time for its attempt to be recorded within `budget`.
     pub async fn handle_batch_within(&self, event: SqsEvent, budget: Budget) -> Result<SqsBatchResponse, BatchError> {
         let subscriptions = SubscriptionReads::default();
+        self.read_subscriptions_of(&event, &subscriptions).await;
         let subscriptions = &subscriptions;
         process_batch(event, |record| async move {
             self.handle_in_batch(&record, budget, subscriptions).await.map(|_| ())
         })
         .await
+    }
+
+    /// Reads the subscriptions the batch's tasks go to together, for its records to share.
+    /// If that read fails, each record reads its own (and fails or not on its own).
+    async fn read_subscriptions_of(&self, event: &SqsEvent, subscriptions: &SubscriptionReads) {
+        let mut keys: Vec<(String, String)> = event
+            .records
+            .iter()
+            .filter_map(|record| DeliveryTask::from_message_body(record.body.as_deref()?).ok())
+            .map(|task| (task.event.merchant_id, task.subscription_id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        match self.store.get_subscriptions_with_secrets(&keys).await {
+            Ok(found) => keys
+                .into_iter()
+                .zip(found)
+                .for_each(|(key, opened)| subscriptions.fill(key, opened)),
+            Err(error) => tracing::warn!(%error, "the batch's subscriptions are read one task at a time"),
+        }
     }
 
     /// Handles one deliveries-queue message, with no invocation deadline.

@@ -84,6 +84,14 @@ impl<K: Eq + std::hash::Hash, V: Clone> BatchMemo<K, V> {
             .clone();
         cell.get_or_try_init(read).await.cloned()
     }
+
+    /// Keeps `value` as what `key` reads to, for this batch, unless it was read already
+    /// (what a batch read found for its records before they start).
+    pub fn fill(&self, key: K, value: V) {
+        let mut cells = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A cell already there holds, or is getting, what its own read found.
+        let _ = cells.entry(key).or_default().set(value);
+    }
 }
 
 /// One queue message, as a poller outside Lambda received it.

@@ -6,7 +6,7 @@ use webhooks_domain::{EndpointHealth, EventName, SigningSecrets, Subscription};
 
 use super::EmbeddedStore;
 use super::connection::to_json;
-use super::opened_subscriptions;
+use super::opened_subscriptions::{self, Opened};
 use crate::page::{Page, PageRequest};
 use crate::ports::SubscriptionStore;
 use crate::rules::write_conditions::{Precondition, VersionedReplace};
@@ -52,25 +52,18 @@ impl SubscriptionStore for EmbeddedStore {
         merchant_id: &str,
         subscription_id: &str,
     ) -> Result<Option<(Subscription, SigningSecrets)>, StoreError> {
-        let changes = self
-            .db
-            .read("subscriptions.changes", |conn| Ok(opened_subscriptions::changes(conn)?))?;
-        let kept = &self.opened_subscriptions;
-        if let Some(opened) = kept.get(changes, merchant_id, subscription_id) {
-            return Ok(opened);
+        let changes = self.subscription_changes()?;
+        self.opened_at(changes, merchant_id, subscription_id).await
+    }
+
+    async fn get_subscriptions_with_secrets(&self, keys: &[(String, String)]) -> Result<Vec<Opened>, StoreError> {
+        // One look at the count for all of them, as if all were read at once.
+        let changes = self.subscription_changes()?;
+        let mut found = Vec::with_capacity(keys.len());
+        for (merchant_id, subscription_id) in keys {
+            found.push(self.opened_at(changes, merchant_id, subscription_id).await?);
         }
-        // Read after the count: a change committed in between has moved the count on, so
-        // the next read drops what this one keeps.
-        let sql = format!("SELECT {DOCUMENT} FROM subscriptions WHERE merchant_id = ?1 AND id = ?2");
-        let document: Option<Value> = self
-            .db
-            .fetch("subscriptions.get", &sql, [merchant_id, subscription_id])?;
-        let opened = match document {
-            Some(document) => Some(sealed::open_subscription(&self.keyring, &document).await?),
-            None => None,
-        };
-        kept.keep(changes, merchant_id, subscription_id, &opened);
-        Ok(opened)
+        Ok(found)
     }
 
     async fn list_subscriptions(&self, merchant_id: &str, page: PageRequest) -> Result<Page<Subscription>, StoreError> {
@@ -151,6 +144,35 @@ impl SubscriptionStore for EmbeddedStore {
         let needle = format!(",{event},");
         self.db
             .list("subscriptions.for_event", &scope, &page, &sql, &[&merchant_id, &needle])
+    }
+}
+
+impl EmbeddedStore {
+    /// The count of changes to subscriptions so far ([`opened_subscriptions::changes`]).
+    fn subscription_changes(&self) -> Result<i64, StoreError> {
+        self.db
+            .read("subscriptions.changes", |conn| Ok(opened_subscriptions::changes(conn)?))
+    }
+
+    /// A subscription with its opened secrets: as opened before if no subscription changed
+    /// since, with the count of changes read at `changes`; read and opened otherwise.
+    async fn opened_at(&self, changes: i64, merchant_id: &str, subscription_id: &str) -> Result<Opened, StoreError> {
+        let kept = &self.opened_subscriptions;
+        if let Some(opened) = kept.get(changes, merchant_id, subscription_id) {
+            return Ok(opened);
+        }
+        // Read after the count: a change committed in between has moved the count on, so
+        // the next read drops what this one keeps.
+        let sql = format!("SELECT {DOCUMENT} FROM subscriptions WHERE merchant_id = ?1 AND id = ?2");
+        let document: Option<Value> = self
+            .db
+            .fetch("subscriptions.get", &sql, [merchant_id, subscription_id])?;
+        let opened = match document {
+            Some(document) => Some(sealed::open_subscription(&self.keyring, &document).await?),
+            None => None,
+        };
+        kept.keep(changes, merchant_id, subscription_id, &opened);
+        Ok(opened)
     }
 }
 
