@@ -7,6 +7,7 @@ use webhooks_domain::DeliveryStatus;
 
 use super::EmbeddedStore;
 use super::connection::{from_json, to_json, write_tx};
+use super::delivery_log::merge_recent_attempts;
 use crate::StoreError;
 use crate::ports::{DeliveryRecovery, LogPosition, RecoveryPage, RecoveryScope};
 use crate::rules::attempt_key::attempt_key_range;
@@ -37,6 +38,7 @@ impl DeliveryRecovery for EmbeddedStore {
         let (claimed_status, expires_at_ms) = (to_json(&CLAIMED)?, self.expires_at_ms(now_ms()));
         self.db.call("delivery_log.claim_for_recovery", |conn| {
             let tx = write_tx(conn)?;
+            merge_recent_attempts(&tx)?;
             let mut keys: Vec<String> = tx
                 .prepare_cached(WINDOW_KEYS)?
                 .query_map(

@@ -5,6 +5,7 @@
 
 use super::EmbeddedStore;
 use super::connection::write_tx;
+use super::delivery_log::merge_recent_attempts;
 use crate::StoreError;
 use crate::rules::retention::{expires_at_ms, retention_days};
 use crate::rules::unix_time::now_ms;
@@ -31,6 +32,7 @@ impl EmbeddedStore {
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.db.call("sqlite.purge_expired", |conn| {
             let tx = write_tx(conn)?;
+            merge_recent_attempts(&tx)?;
             let now = now_ms();
             let mut purged = 0;
             for sql in PURGES {

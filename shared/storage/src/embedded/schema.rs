@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     merchant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, sort_key TEXT NOT NULL,
     json TEXT NOT NULL, expires_at_ms INTEGER NOT NULL,
     PRIMARY KEY (merchant_id, subscription_id, sort_key));
+CREATE TABLE IF NOT EXISTS attempts_recent (
+    merchant_id TEXT NOT NULL, subscription_id TEXT NOT NULL, sort_key TEXT NOT NULL,
+    json TEXT NOT NULL, expires_at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS delivery_status (
     event_id TEXT NOT NULL, subscription_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
     status TEXT NOT NULL, expires_at_ms INTEGER NOT NULL, PRIMARY KEY (event_id, subscription_id));
