@@ -62,19 +62,16 @@ pub trait SubscriptionStore: Send + Sync {
         subscription_id: &str,
     ) -> impl Future<Output = Result<Option<(Subscription, SigningSecrets)>, StoreError>> + Send;
     /// [`SubscriptionStore::get_subscription_with_secrets`] for each (merchant id,
-    /// subscription id) of `keys`, in their order: what a batch of deliveries reads at once,
-    /// an adapter that can reading them together.
+    /// subscription id) of `keys`, in their order: what a batch of deliveries reads before
+    /// its tasks start. By default all at once, one read each.
     fn get_subscriptions_with_secrets(
         &self,
         keys: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<Option<(Subscription, SigningSecrets)>>, StoreError>> + Send {
-        async move {
-            let mut found = Vec::with_capacity(keys.len());
-            for (merchant_id, subscription_id) in keys {
-                found.push(self.get_subscription_with_secrets(merchant_id, subscription_id).await?);
-            }
-            Ok(found)
-        }
+        let reads = keys
+            .iter()
+            .map(|(merchant_id, subscription_id)| self.get_subscription_with_secrets(merchant_id, subscription_id));
+        async move { join_all(reads).await.into_iter().collect() }
     }
     /// A merchant's subscriptions, oldest id first.
     fn list_subscriptions(
