@@ -1,5 +1,6 @@
-//! The delivery log: the `attempts` table (sorted by `rules::attempt_key`) and the
-//! `delivery_status` table, both kept for the store's retention.
+//! The delivery log: the `attempts` table (sorted by `rules::attempt_key`), fed through
+//! `attempts_recent` ([`append_attempt`]), and the `delivery_status` table, all kept for
+//! the store's retention.
 
 use rusqlite::{Connection, OptionalExtension, Params, params};
 use webhooks_domain::{DeliveryAttempt, DeliveryStatus};
