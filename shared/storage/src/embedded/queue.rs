@@ -43,6 +43,8 @@ pub struct EmbeddedQueue {
     dlq: Option<String>,
     max_receive_count: u32,
     notify: Arc<Notify>,
+    /// How long a long poll sleeps before looking again unwoken ([`POLL_INTERVAL`]).
+    poll_interval: Duration,
 }
 
 /// Moves the row `row_id` to the queue `dlq`, visible at once, with `reason`.
@@ -124,7 +126,16 @@ impl EmbeddedQueue {
             name: name.to_owned(),
             dlq: settings.dlq,
             max_receive_count: settings.max_receive_count,
+            poll_interval: POLL_INTERVAL,
         }
+    }
+
+    /// This queue with long polls that never look again unless a send wakes them, so that a
+    /// test can tell a wake-up from a poll without timing either.
+    #[cfg(test)]
+    fn woken_only_by_sends(mut self) -> Self {
+        self.poll_interval = Duration::from_secs(86_400);
+        self
     }
 
     /// Why the message with this id (in any queue) was dead-lettered, if it was. A scan of
@@ -337,7 +348,7 @@ impl QueueReceiver for EmbeddedQueue {
             if !received.is_empty() || now >= deadline {
                 return Ok(received);
             }
-            let mut wake = deadline.min(now + POLL_INTERVAL);
+            let mut wake = deadline.min(now + self.poll_interval);
             if let Some(at) = next_visible_ms {
                 let until_visible = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
                 wake = wake.min(now + Duration::from_millis(until_visible));
@@ -593,49 +604,53 @@ mod tests {
         assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
     }
 
+    /// Long enough that a receive of [`EmbeddedQueue::woken_only_by_sends`] returns before it
+    /// only when a send wakes it; the test fails by this bound only if none ever does.
+    const NEVER_WOKEN: Duration = Duration::from_secs(30);
+
     #[tokio::test]
-    async fn a_send_wakes_a_long_poll_at_once() {
+    async fn a_send_wakes_a_long_poll() {
         let (_dir, store) = open_temporary();
-        let queue = store.queue("tasks", QueueSettings::default());
+        let queue = store.queue("tasks", QueueSettings::default()).woken_only_by_sends();
         let poller = {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(10)).await })
+            tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(3_600)).await })
         };
+        // Time to look and find nothing first; if it has not, the test proves less but still passes.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let sent = std::time::Instant::now();
         queue.send(message("wake", 0)).await.unwrap();
-        let got = poller.await.expect("join").expect("receive");
+        let got = tokio::time::timeout(NEVER_WOKEN, poller)
+            .await
+            .expect("the send wakes the long poll")
+            .expect("join")
+            .expect("receive");
         assert_eq!(got[0].body, "wake");
-        assert!(
-            sent.elapsed() < POLL_INTERVAL * 8 / 10,
-            "woken by polling, not by the send"
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_wakes_one_long_poll_and_each_full_batch_wakes_the_next() {
         let (_dir, store) = open_temporary();
-        let queue = store.queue("tasks", QueueSettings::default());
+        let queue = store.queue("tasks", QueueSettings::default()).woken_only_by_sends();
         let pollers: Vec<_> = (0..3)
             .map(|_| {
                 let queue = queue.clone();
-                tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(10)).await })
+                tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(3_600)).await })
             })
             .collect();
+        // Time to look and find nothing first; if they have not, the test proves less but still passes.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let sent = std::time::Instant::now();
         let batch = ["a", "b", "c"].map(|body| message(body, 0)).to_vec();
         queue.send_batch(batch).await.unwrap();
         let mut bodies = Vec::new();
         for poller in pollers {
-            let got = poller.await.expect("join").expect("receive");
+            let got = tokio::time::timeout(NEVER_WOKEN, poller)
+                .await
+                .expect("each long poll is woken by the send or by the full batch before it")
+                .expect("join")
+                .expect("receive");
             bodies.extend(got.into_iter().map(|m| m.body));
         }
         bodies.sort();
         assert_eq!(bodies, ["a", "b", "c"]);
-        assert!(
-            sent.elapsed() < POLL_INTERVAL * 8 / 10,
-            "each woken by the one before, not by polling"
-        );
     }
 }
