@@ -503,6 +503,8 @@ pub struct ReceivedMessage {
 pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 /// SQS's longest visibility timeout.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// SQS's longest long poll (`WaitTimeSeconds`): a receive asked to wait longer waits this long.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// SQS's largest batch.
 pub const MAX_BATCH: usize = 10;
 /// SQS's largest message (a queue's `MaximumMessageSize` default), and largest batch payload, in bytes.
@@ -535,7 +537,7 @@ pub trait QueueSender: Send + Sync {
 /// receive count, and a dead-letter queue after a maximum receive count.
 pub trait QueueReceiver: Send + Sync {
     /// Receives up to `max` (at most 10) messages, hiding them for `visibility`; waits up
-    /// to `wait` for the first one.
+    /// to `wait`, cut to [`MAX_WAIT`], for the first one.
     fn receive(
         &self,
         max: usize,

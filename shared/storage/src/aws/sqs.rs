@@ -11,14 +11,12 @@ use aws_sdk_sqs::types::{
 
 use super::backend;
 use crate::StoreError;
-use crate::ports::{MAX_BATCH, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage};
+use crate::ports::{MAX_BATCH, MAX_WAIT, OutgoingMessage, QueueReceiver, QueueSender, ReceivedMessage};
 
 /// The message attribute that carries why a message was sent to a DLQ.
 pub const FAILURE_REASON_ATTRIBUTE: &str = "failure_reason";
 /// How many times entries of a batch that failed on the server side are sent again.
 const BATCH_RESENDS: usize = 3;
-/// SQS's longest long poll.
-const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// One SQS queue, and the DLQ that dead letters are sent to.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 //! 15 minutes, a visibility reaching past 12 hours from the receive, a batch of more than
 //! 10 entries or 256 KiB, a message over 256 KiB, a receive of more than 10, a receive
 //! while 120,000 messages are in flight), naming the quota as SQS's documentation does, so
-//! the local stack fails where AWS would. A receipt handle carries its receive's instant.
+//! the local stack fails where AWS would. A long poll waits at most 20 s, as SQS's does. A
+//! receipt handle carries its receive's instant.
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use super::connection::Db;
 use crate::StoreError;
 use crate::ports::{
-    MAX_BATCH, MAX_DELAY, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, MAX_VISIBILITY, OutgoingMessage, QueueReceiver,
+    MAX_BATCH, MAX_DELAY, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, QueueReceiver,
     QueueSender, ReceivedMessage,
 };
 use crate::rules::unix_time::{millis, now_ms};
@@ -333,7 +334,7 @@ impl QueueReceiver for EmbeddedQueue {
             ));
         }
         let start = tokio::time::Instant::now();
-        let deadline = start.checked_add(wait).unwrap_or(start + Duration::from_secs(86_400));
+        let deadline = start + wait.min(MAX_WAIT);
         loop {
             // Registered before looking, so a send between the look and the wait still wakes us.
             let notified = self.notify.notified();
@@ -604,9 +605,18 @@ mod tests {
         assert_eq!(queue.in_flight().await.unwrap(), MAX_IN_FLIGHT);
     }
 
-    /// Long enough that a receive of [`EmbeddedQueue::woken_only_by_sends`] returns before it
-    /// only when a send wakes it; the test fails by this bound only if none ever does.
-    const NEVER_WOKEN: Duration = Duration::from_secs(30);
+    #[tokio::test]
+    async fn a_long_poll_waits_at_most_as_long_as_sqs_allows() {
+        let (_dir, store) = open_temporary();
+        let queue = store.queue("tasks", QueueSettings::default()).woken_only_by_sends();
+        let an_hour = Duration::from_secs(3_600);
+        // Fails by this bound only if the poll is not cut to MAX_WAIT.
+        let got = tokio::time::timeout(MAX_WAIT * 3, queue.receive(1, LONG, an_hour))
+            .await
+            .expect("an hour's long poll ends after MAX_WAIT")
+            .expect("receive");
+        assert!(got.is_empty());
+    }
 
     #[tokio::test]
     async fn a_send_wakes_a_long_poll() {
@@ -614,17 +624,18 @@ mod tests {
         let queue = store.queue("tasks", QueueSettings::default()).woken_only_by_sends();
         let poller = {
             let queue = queue.clone();
-            tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(3_600)).await })
+            tokio::spawn(async move { queue.receive(1, LONG, MAX_WAIT).await })
         };
         // Time to look and find nothing first; if it has not, the test proves less but still passes.
         tokio::time::sleep(Duration::from_millis(100)).await;
         queue.send(message("wake", 0)).await.unwrap();
-        let got = tokio::time::timeout(NEVER_WOKEN, poller)
-            .await
-            .expect("the send wakes the long poll")
-            .expect("join")
-            .expect("receive");
-        assert_eq!(got[0].body, "wake");
+        let got = poller.await.expect("join").expect("receive");
+        // Unwoken, the poll would have ended empty after MAX_WAIT.
+        assert_eq!(
+            got.first().map(|m| m.body.as_str()),
+            Some("wake"),
+            "the send wakes the long poll"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,7 +645,7 @@ mod tests {
         let pollers: Vec<_> = (0..3)
             .map(|_| {
                 let queue = queue.clone();
-                tokio::spawn(async move { queue.receive(1, LONG, Duration::from_secs(3_600)).await })
+                tokio::spawn(async move { queue.receive(1, LONG, MAX_WAIT).await })
             })
             .collect();
         // Time to look and find nothing first; if they have not, the test proves less but still passes.
@@ -643,14 +654,15 @@ mod tests {
         queue.send_batch(batch).await.unwrap();
         let mut bodies = Vec::new();
         for poller in pollers {
-            let got = tokio::time::timeout(NEVER_WOKEN, poller)
-                .await
-                .expect("each long poll is woken by the send or by the full batch before it")
-                .expect("join")
-                .expect("receive");
+            let got = poller.await.expect("join").expect("receive");
             bodies.extend(got.into_iter().map(|m| m.body));
         }
         bodies.sort();
-        assert_eq!(bodies, ["a", "b", "c"]);
+        // A poll left unwoken would have ended empty after MAX_WAIT.
+        assert_eq!(
+            bodies,
+            ["a", "b", "c"],
+            "each long poll is woken by the send or the full batch before it"
+        );
     }
 }
