@@ -343,7 +343,9 @@ async function scenario(page, receivers) {
     await remove.click();
     await page.getByRole('dialog').waitFor();
     await page.keyboard.press('Escape');
-    await page.getByRole('dialog').waitFor({ state: 'detached' });
+    // Not getByRole: a closed dialog is hidden, so it stops matching a task before its close
+    // handler removes it and gives the focus back; a CSS locator waits for the removal.
+    await page.locator('dialog').waitFor({ state: 'detached' });
     assert.ok(await remove.evaluate((button) => button === document.activeElement), 'the Delete button has the focus again');
     await remove.click();
     await page.getByRole('dialog').getByRole('button', { name: 'Delete endpoint' }).click();
