@@ -179,6 +179,8 @@ impl QueueReceiver for SqsQueue {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, StoreError> {
+        // Cut here, not refused by SQS: the port's receivers may ask for longer.
+        let wait = wait.min(MAX_WAIT);
         let output = self
             .client
             .receive_message()
@@ -186,11 +188,11 @@ impl QueueReceiver for SqsQueue {
             // Passed as asked: SQS refuses more than ten, as the embedded queue does.
             .max_number_of_messages(i32::try_from(max).unwrap_or(i32::MAX))
             .visibility_timeout(seconds(visibility))
-            .wait_time_seconds(seconds(wait.min(MAX_WAIT)))
+            .wait_time_seconds(seconds(wait))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .customize()
-            .config_override(long_poll_timeouts(&self.client, wait.min(MAX_WAIT)))
+            .config_override(long_poll_timeouts(&self.client, wait))
             .send()
             .await
             .map_err(|e| backend("sqs.ReceiveMessage", e))?;
